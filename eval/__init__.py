@@ -1,0 +1,1 @@
+"""Evaluation harness: not built yet, see the issue tracker."""

@@ -1,0 +1,1 @@
+"""Fine-tuning (LoRA / QLoRA): not built yet, see the issue tracker."""

@@ -1,0 +1,139 @@
+"""Dense retrieval: unit-length embeddings searched by inner product with faiss (exact, or HNSW)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from indexes.base import Ranking, read_params, write_params
+from indexes.embedding import Embedder
+from rag.errors import InputError, StoreFormatError
+from rag.schema import text_hash
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    index: str = field(
+        default="flat",
+        metadata={"help": "'flat': exact inner product; 'hnsw': approximate graph search for large stores."},
+    )
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW neighbours per node."})
+    hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time search width."})
+    hnsw_ef_search: int = field(default=128, metadata={"help": "HNSW query-time search width."})
+
+    def __post_init__(self) -> None:
+        if self.index not in ("flat", "hnsw"):
+            raise InputError(f"dense index={self.index!r}: use 'flat' or 'hnsw'")
+        if self.hnsw_m < 2:
+            raise InputError(f"hnsw_m={self.hnsw_m}: must be >= 2")
+
+
+def _faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
+    dim = vectors.shape[1]
+    if config.index == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.hnsw_ef_construction
+        index.hnsw.efSearch = config.hnsw_ef_search
+    else:
+        index = faiss.IndexFlatIP(dim)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+class DenseIndex:
+    kind = "dense"
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: np.ndarray,
+        hashes: list[str],
+        config: DenseConfig | None = None,
+        faiss_index: faiss.Index | None = None,
+    ):
+        self.embedder = embedder
+        self.config = config or DenseConfig()
+        self.vectors = vectors
+        self.hashes = hashes
+        self.faiss_index = faiss_index
+        self.embedded = 0  # texts sent to the embedder to build this index from its predecessor
+        if faiss_index is None and len(vectors):
+            self.faiss_index = _faiss_index(vectors, self.config)
+
+    @classmethod
+    def empty(cls, embedder: Embedder, config: DenseConfig | None = None) -> DenseIndex:
+        return cls(embedder, np.zeros((0, 0), dtype=np.float32), [], config)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def updated(self, keep: np.ndarray, added_texts: Sequence[str], progress: bool = False) -> DenseIndex:
+        """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector."""
+        added_hashes = [text_hash(t) for t in added_texts]
+        known = {h: row for row, h in enumerate(self.hashes)}
+        to_embed: dict[str, str] = {}
+        for h, text in zip(added_hashes, added_texts, strict=True):
+            if h not in known:
+                to_embed.setdefault(h, text)
+        fresh = (
+            self.embedder.encode(list(to_embed.values()), progress=progress)
+            if to_embed
+            else np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
+        )
+        fresh_row = {h: i for i, h in enumerate(to_embed)}
+        dim = fresh.shape[1] if len(fresh) else self.vectors.shape[1]
+        added = np.empty((len(added_texts), dim), dtype=np.float32)
+        for i, h in enumerate(added_hashes):
+            added[i] = fresh[fresh_row[h]] if h in fresh_row else self.vectors[known[h]]
+        kept_rows = np.flatnonzero(keep)
+        kept = self.vectors[kept_rows] if len(self.vectors) else np.zeros((0, dim), dtype=np.float32)
+        vectors = np.ascontiguousarray(np.vstack([kept, added]) if len(kept) else added)
+        hashes = [self.hashes[r] for r in kept_rows] + added_hashes
+        result = DenseIndex(self.embedder, vectors, hashes, self.config)
+        result.embedded = len(to_embed)
+        return result
+
+    def search(self, query: str, k: int) -> Ranking:
+        if not len(self) or k <= 0:
+            return Ranking.empty()
+        query_vector = self.embedder.encode([query], query=True)
+        if query_vector.shape[1] != self.vectors.shape[1]:
+            raise StoreFormatError(
+                f"the embedding model gives {query_vector.shape[1]}-dimensional vectors but the index holds "
+                f"{self.vectors.shape[1]}-dimensional ones: rebuild with `ragtune ingest --rebuild`"
+            )
+        scores, rows = self.faiss_index.search(query_vector, min(k, len(self)))
+        found = rows[0] >= 0
+        return Ranking(rows[0][found].astype(np.int64), scores[0][found])
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "vectors.npy", self.vectors, allow_pickle=False)
+        (directory / "hashes.json").write_text(json.dumps(self.hashes))
+        if self.config.index != "flat" and self.faiss_index is not None:
+            # A flat index is rebuilt from vectors.npy in milliseconds; a graph is worth keeping.
+            faiss.write_index(self.faiss_index, str(directory / "index.faiss"))
+        write_params(directory, self.kind, model=self.embedder.name, dense=asdict(self.config))
+
+    @classmethod
+    def load(cls, directory: Path, embedder: Embedder) -> DenseIndex:
+        params = read_params(directory, cls.kind)
+        if params["model"] != embedder.name:
+            raise StoreFormatError(
+                f"this index was embedded with {params['model']!r} but the embedder is {embedder.name!r}: "
+                "use the same model, or rebuild with `ragtune ingest --rebuild`"
+            )
+        config = DenseConfig(**params["dense"])
+        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        hashes = json.loads((directory / "hashes.json").read_text())
+        saved = directory / "index.faiss"
+        faiss_index = faiss.read_index(str(saved)) if saved.exists() else None
+        if faiss_index is not None and config.index == "hnsw":
+            faiss_index.hnsw.efSearch = config.hnsw_ef_search
+        return cls(embedder, vectors, hashes, config, faiss_index)

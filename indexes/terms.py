@@ -1,0 +1,78 @@
+"""Term counts: the vocabulary and the (rows x terms) count matrix both sparse indexes are built on."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from indexes.tokenize import Tokenizer
+
+
+class TermCounts:
+    """A vocabulary (term -> column) and a CSR matrix of how often each term occurs in each row.
+
+    Terms are only ever appended to the vocabulary, so updating keeps old columns valid; a term whose
+    rows were all removed keeps its column with document frequency 0, which scorers must ignore.
+    """
+
+    def __init__(self, terms: list[str], counts: sp.csr_matrix, column: dict[str, int] | None = None):
+        self.terms = terms
+        self.column = column if column is not None else {t: i for i, t in enumerate(terms)}
+        self.counts = counts
+
+    @classmethod
+    def empty(cls) -> TermCounts:
+        return cls([], sp.csr_matrix((0, 0), dtype=np.int32))
+
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+    def updated(self, keep: np.ndarray, added_texts: Sequence[str], tokenizer: Tokenizer) -> TermCounts:
+        terms = list(self.terms)
+        column = dict(self.column)
+        indptr = [0]
+        indices: list[int] = []
+        data: list[int] = []
+        for text in added_texts:
+            for term, n in Counter(tokenizer(text)).items():
+                col = column.get(term)
+                if col is None:
+                    col = column[term] = len(terms)
+                    terms.append(term)
+                indices.append(col)
+                data.append(n)
+            indptr.append(len(indices))
+        width = len(terms)
+        added = sp.csr_matrix(
+            (np.asarray(data, dtype=np.int32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
+            shape=(len(added_texts), width),
+        )
+        kept = self.counts[np.flatnonzero(keep)] if len(self) else self.counts
+        kept = sp.csr_matrix((kept.data, kept.indices, kept.indptr), shape=(kept.shape[0], width))
+        counts = sp.vstack([kept, added], format="csr", dtype=np.int32)
+        counts.sort_indices()
+        return TermCounts(terms, counts, column)
+
+    def query_counts(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Columns of the known query terms and how often each occurs in the query."""
+        found = Counter(self.column[t] for t in tokens if t in self.column)
+        cols = np.fromiter(found.keys(), dtype=np.int64, count=len(found))
+        return cols, np.fromiter(found.values(), dtype=np.float64, count=len(found))
+
+    def document_frequency(self) -> np.ndarray:
+        return np.bincount(self.counts.indices, minlength=len(self.terms))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(directory / "counts.npz", self.counts, compressed=False)
+        (directory / "terms.json").write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> TermCounts:
+        terms = json.loads((directory / "terms.json").read_text(encoding="utf-8"))
+        return cls(terms, sp.load_npz(directory / "counts.npz").tocsr())

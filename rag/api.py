@@ -1,0 +1,185 @@
+"""`RAG`: the public façade over one index folder (store, index generations, embedder).
+
+rag = RAG.open("./my-index")
+report = rag.ingest("./docs")
+hits = rag.search("how do I merge a LoRA adapter?", k=5, mode="hybrid")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from indexes.embedding import Embedder, SentenceTransformerEmbedder
+from rag.config import RAGConfig
+from rag.errors import IndexBusyError, InputError
+from rag.generations import Generation, Generations
+from rag.ingest import Ingestor, IngestReport
+from rag.retrieval import retrieve
+from rag.schema import SearchHit
+from rag.store import Store
+
+STORE_FILE = "store.sqlite"
+CONFIG_FILE = "config.json"
+LOCK_FILE = "write.lock"
+
+
+class RAG:
+    """One index folder. Safe to search from several threads while another thread or process ingests."""
+
+    def __init__(self, folder: Path, config: RAGConfig, embedder: Embedder | None = None):
+        self.folder = folder
+        self.config = config
+        self.store = Store(folder / STORE_FILE)
+        self.generations = Generations(folder)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._generation: Generation | None = None
+        self._generation_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], config: RAGConfig | None = None, embedder: Embedder | None = None
+    ) -> RAG:
+        """Open the index folder at `path`, creating it (with `config`, or the defaults) if it is new.
+
+        An existing folder keeps the index-time settings it was created with; `config` may change only
+        search-time settings (retrieval). `embedder` replaces the configured sentence-transformers model.
+        """
+        folder = Path(path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{str(path)!r} is a file; an index is a folder (it is created if missing)")
+        config_path = folder / CONFIG_FILE
+        if config_path.exists():
+            saved = RAGConfig.load(config_path)
+            if config is not None and config.index_time() != saved.index_time():
+                changed = [k for k, v in config.index_time().items() if saved.index_time()[k] != v]
+                raise InputError(
+                    f"{folder} was built with other {', '.join(changed)} settings; "
+                    "use a new index folder for new settings"
+                )
+            config = dataclasses.replace(saved, retrieval=config.retrieval) if config else saved
+        else:
+            config = config or RAGConfig()
+            folder.mkdir(parents=True, exist_ok=True)
+            config.save(config_path)
+        return cls(folder, config, embedder)
+
+    # -- components -------------------------------------------------------------------------------
+
+    def embedder(self) -> Embedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder(self.config.embedding)
+            return self._embedder
+
+    def _current_generation(self) -> Generation:
+        """The generation the store calls current; call inside a store read transaction."""
+        number = self.store.generation()
+        with self._generation_lock:
+            if self._generation is None or self._generation.number != number:
+                self._generation = self.generations.open(number, self.embedder)
+            return self._generation
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        lock_path = self.folder / LOCK_FILE
+        with open(lock_path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusyError(
+                    f"another ingest is writing to {self.folder}; wait for it to finish and try again"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def ingest(
+        self, path: str | os.PathLike[str], *, rebuild: bool = False, progress: bool = True
+    ) -> IngestReport:
+        """Bring the index in line with the files at `path`: only new and edited documents are
+        re-chunked and re-embedded; documents whose files are gone are removed from every index.
+
+        `rebuild=True` re-reads every file and rebuilds all indexes from scratch.
+        """
+        with self._write_lock():
+            return Ingestor(self.store, self.generations, self.config, self.embedder, progress).run(
+                path, rebuild=rebuild
+            )
+
+    def search(
+        self, query: str, k: int = 5, mode: str | None = None, weights: dict[str, float] | None = None
+    ) -> list[SearchHit]:
+        """The k chunks that best answer `query`, best first.
+
+        mode: bm25, tfidf, dense or hybrid (default from the config); weights: hybrid weight per retriever.
+        """
+        retrieval = self.config.retrieval
+        if mode is not None or weights is not None:
+            retrieval = dataclasses.replace(
+                retrieval, mode=mode or retrieval.mode, weights=weights or retrieval.weights
+            )
+        with self.store.transaction():
+            chosen = retrieve(self._current_generation(), query, k, retrieval)
+            rows = self.store.chunks([c.chunk_id for c in chosen])
+        return [
+            SearchHit(
+                rank=rank,
+                score=c.score,
+                chunk_id=c.chunk_id,
+                document_id=row.document_id,
+                source=row.source,
+                text=row.text,
+                position=row.position,
+                metadata=row.metadata,
+                scores=c.scores,
+                ranks=c.ranks,
+            )
+            for rank, (c, row) in enumerate(((c, rows[c.chunk_id]) for c in chosen if c.chunk_id in rows), 1)
+        ]
+
+    def status(self) -> dict[str, Any]:
+        """Counts, the current generation, the last ingest and the models in use."""
+        with self.store.transaction():
+            counts = self.store.counts()
+            generation = self.store.generation()
+            last = self.store.last_ingest()
+        return {
+            "index": str(self.folder.resolve()),
+            **counts,
+            "generation": generation,
+            "last_ingest": None
+            if last is None
+            else {
+                "root": last["root"],
+                "finished_at": last["finished_at"],
+                "summary": {
+                    key: len(value) if isinstance(value, list) else value
+                    for key, value in last["report"].items()
+                    if key
+                    in ("added", "changed", "deleted", "unchanged", "skipped", "chunks_added", "embedded")
+                },
+            },
+            "embedding_model": self.config.embedding.model,
+            "dense_index": self.config.dense.index,
+            "chunking": dataclasses.asdict(self.config.chunking),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

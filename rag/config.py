@@ -1,0 +1,107 @@
+"""The configuration of one index folder: every component's config, saved beside the index as JSON.
+
+Index-time settings (reading, chunking, tokenizing, embedding) are fixed when the folder is created,
+because changing them would silently mix incompatible chunks; search-time settings may differ per call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from indexes.bm25 import BM25Config
+from indexes.dense import DenseConfig
+from indexes.embedding import EmbeddingConfig
+from indexes.tfidf import TfidfConfig
+from indexes.tokenize import TokenizerConfig
+from rag.chunking import ChunkingConfig
+from rag.errors import InputError, StoreFormatError
+
+CONFIG_FORMAT = 1
+MODES = ("bm25", "tfidf", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    max_file_mb: float = field(default=50.0, metadata={"help": "Larger files are skipped with a reason."})
+
+    def __post_init__(self) -> None:
+        if self.max_file_mb <= 0:
+            raise InputError(f"max_file_mb={self.max_file_mb}: must be > 0")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    mode: str = field(default="hybrid", metadata={"help": "One of bm25, tfidf, dense, hybrid."})
+    rrf_k: int = field(default=60, metadata={"help": "Reciprocal rank fusion constant (Cormack et al.)."})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"bm25": 1.0, "dense": 1.0, "tfidf": 0.0},
+        metadata={"help": "Hybrid weight of each retriever; 0 leaves it out."},
+    )
+    depth: int = field(default=50, metadata={"help": "Candidates each retriever contributes to fusion."})
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"mode={self.mode!r}: use one of {', '.join(MODES)}")
+        if self.rrf_k < 1:
+            raise InputError(f"rrf_k={self.rrf_k}: must be >= 1")
+        unknown = set(self.weights) - {"bm25", "tfidf", "dense"}
+        if unknown:
+            raise InputError(f"weights for {sorted(unknown)}: only bm25, tfidf and dense can be weighted")
+        if any(w < 0 for w in self.weights.values()) or not any(w > 0 for w in self.weights.values()):
+            raise InputError(f"weights={self.weights}: need non-negative weights, at least one above 0")
+        if self.depth < 1:
+            raise InputError(f"depth={self.depth}: must be >= 1")
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    bm25: BM25Config = field(default_factory=BM25Config)
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    # What the indexes are built from; a saved folder cannot change these.
+    INDEX_TIME = ("chunking", "tokenizer", "bm25", "tfidf", "embedding", "dense")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CONFIG_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
+        if data.get("format") != CONFIG_FORMAT:
+            raise StoreFormatError(f"config format {data.get('format')}: this ragtune reads {CONFIG_FORMAT}")
+        sections = {}
+        for f in fields(cls):
+            section_type = f.default_factory  # type: ignore[misc]
+            values = data.get(f.name, {})
+            known = {g.name for g in fields(section_type)}
+            unknown = set(values) - known
+            if unknown:
+                raise InputError(
+                    f"config [{f.name}] has unknown keys {sorted(unknown)}; valid: {sorted(known)}"
+                )
+            sections[f.name] = section_type(**values)
+        return cls(**sections)
+
+    def index_time(self) -> dict[str, Any]:
+        return {name: asdict(getattr(self, name)) for name in self.INDEX_TIME}
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> RAGConfig:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreFormatError(f"cannot read config {path}: {exc}") from exc
+        return cls.from_dict(data)

@@ -1,0 +1,353 @@
+"""Ingestion: scan a folder, decide what changed (a pure plan), then carry the plan out.
+
+Only added and changed documents are chunked and embedded. The new index generation is built from
+the current one (rows of changed and deleted documents dropped, new rows appended) and becomes current
+in the same store transaction that records the documents, so readers never see one without the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexes.bm25 import BM25Index
+from indexes.dense import DenseIndex
+from indexes.embedding import Embedder
+from indexes.tfidf import TfidfIndex
+from rag.chunking import Chunker
+from rag.config import RAGConfig
+from rag.errors import InputError, StoreFormatError
+from rag.generations import INDEX_KINDS, Generation, Generations
+from rag.readers import SUPPORTED_SUFFIXES, parse_bytes
+from rag.schema import Chunk, Document
+from rag.store import DocumentWrite, SourceWrite, Store, StoredDocument
+
+KEEP_GENERATIONS = 2  # the current one and its predecessor, which a slow reader may still be loading
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """Document ids sorted into what an ingest must do with them."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    deleted: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.added or self.changed or self.deleted)
+
+
+def plan_ingest(stored: Mapping[str, str], incoming: Mapping[str, str]) -> IngestPlan:
+    """Compare content hashes by document id: stored (what the index holds) vs incoming (what the files say)."""
+    common = stored.keys() & incoming.keys()
+    return IngestPlan(
+        added=tuple(sorted(incoming.keys() - stored.keys())),
+        changed=tuple(sorted(i for i in common if stored[i] != incoming[i])),
+        deleted=tuple(sorted(stored.keys() - incoming.keys())),
+        unchanged=tuple(sorted(i for i in common if stored[i] == incoming[i])),
+    )
+
+
+@dataclass(frozen=True)
+class FileNote:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    root: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[FileNote] = field(default_factory=list)
+    problems: list[FileNote] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    embedded: int = 0
+    generation: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        line = (
+            f"{len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
+        )
+        return (
+            f"{line}; {self.chunks_added} chunks indexed ({self.embedded} embedded), "
+            f"{self.chunks_removed} removed; generation {self.generation}; {self.seconds:.2f} s"
+        )
+
+
+@dataclass
+class _Scan:
+    """What reading the folder found, before comparing with the store."""
+
+    documents: dict[str, Document] = field(default_factory=dict)  # from files that were (re)read
+    mtimes: dict[str, float] = field(default_factory=dict)  # document id -> file mtime
+    kept: set[str] = field(
+        default_factory=set
+    )  # stored document ids whose file is unchanged or unreadable now
+    sources: list[SourceWrite] = field(default_factory=list)
+    present: set[str] = field(default_factory=set)  # every path found under the root
+
+
+def list_files(root: Path) -> list[Path]:
+    """Files at or below `root`, hidden files and folders left out, in a stable order."""
+    if root.is_file():
+        return [root]
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def _read_file(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return None, f"too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB; raise max_file_mb)"
+        if size == 0:
+            return None, "empty file"
+        with path.open("rb") as fh:
+            return fh.read(max_bytes + 1), None
+    except FileNotFoundError:
+        return None, "vanished before it could be read"
+    except PermissionError:
+        return None, "cannot read: permission denied"
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+
+
+class Ingestor:
+    """Carries out one ingest of one path into a store and its generations."""
+
+    def __init__(
+        self,
+        store: Store,
+        generations: Generations,
+        config: RAGConfig,
+        embedder: Callable[[], Embedder],
+        progress: bool = True,
+    ):
+        self.store = store
+        self.generations = generations
+        self.config = config
+        self.embedder = embedder
+        self.progress = progress
+        self.chunker = Chunker(config.chunking)
+
+    def run(self, path: str | os.PathLike[str], rebuild: bool = False) -> IngestReport:
+        started = time.time()
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise InputError(f"{str(path)!r} does not exist: give a folder or a file to ingest")
+        root = root.resolve()
+        report = IngestReport(root=str(root))
+        stored_sources = self.store.sources_under(str(root))
+        stored_docs = self._stored_documents(stored_sources)
+        scan = self._scan(root, stored_sources, stored_docs, report, force=rebuild)
+
+        incoming = {i: d.content_hash for i, d in scan.documents.items()}
+        incoming.update({i: stored_docs[i].content_hash for i in scan.kept if i not in incoming})
+        plan = plan_ingest({i: d.content_hash for i, d in stored_docs.items()}, incoming)
+        report.unchanged = len(plan.unchanged)
+        label = {
+            **{i: _label(d) for i, d in stored_docs.items()},
+            **{i: _label(d) for i, d in scan.documents.items()},
+        }
+        report.added = [label[i] for i in plan.added]
+        report.changed = [label[i] for i in plan.changed]
+        report.deleted = [label[i] for i in plan.deleted]
+        vanished = [p for p in stored_sources if p not in scan.present]
+
+        current = self.store.generation()
+        if not plan.changes_anything and not rebuild and current > 0:
+            with self.store.transaction(write=True):
+                self.store.write_sources(scan.sources)
+                self.store.delete_sources(vanished)
+                self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
+                report.generation = current
+                report.seconds = time.time() - started
+                self.store.record_ingest(str(root), started, current, report.to_dict())
+            return report
+
+        to_index = list(plan.added) + list(plan.changed)
+        if rebuild:
+            to_index += [i for i in plan.unchanged if i in scan.documents]
+        new_chunks = self._chunk([scan.documents[i] for i in to_index])
+        replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
+        removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
+        number = self.generations.next_number(current)
+        generation = self._build(current, removed_chunk_ids, new_chunks, rebuild, report)
+        self.generations.write(
+            number,
+            generation.chunk_ids,
+            {kind: generation.index(kind) for kind in INDEX_KINDS},
+            {"config": self.config.index_time()},
+        )
+        changed = set(plan.changed)
+        versions = {i: stored_docs[i].version + (i in changed) if i in stored_docs else 1 for i in to_index}
+        by_document: dict[str, list[Chunk]] = {i: [] for i in to_index}
+        for chunk in new_chunks:
+            by_document[chunk.document_id].append(chunk)
+        with self.store.transaction(write=True):
+            self.store.delete_documents(plan.deleted)
+            self.store.write_documents(
+                [DocumentWrite(scan.documents[i], scan.mtimes[i], by_document[i]) for i in to_index], versions
+            )
+            self.store.write_sources(scan.sources)
+            self.store.delete_sources(vanished)
+            self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
+            self.store.set_meta("generation", str(number))
+            report.generation = number
+            report.seconds = time.time() - started
+            self.store.record_ingest(str(root), started, number, report.to_dict())
+        self.generations.prune(keep=set(range(number - KEEP_GENERATIONS + 1, number + 1)))
+        return report
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _stored_documents(self, stored_sources: Mapping[str, Any]) -> dict[str, StoredDocument]:
+        return self.store.documents_of_sources(stored_sources.keys())
+
+    def _scan(
+        self,
+        root: Path,
+        stored_sources: Mapping[str, Any],
+        stored_docs: Mapping[str, StoredDocument],
+        report: IngestReport,
+        force: bool,
+    ) -> _Scan:
+        scan = _Scan()
+        docs_of_source: dict[str, list[str]] = {}
+        for doc in stored_docs.values():
+            docs_of_source.setdefault(doc.source, []).append(doc.id)
+        max_bytes = int(self.config.reader.max_file_mb * 2**20)
+        files = list_files(root)
+        for path in tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2):
+            source = path.as_posix()
+            scan.present.add(source)
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                report.skipped.append(FileNote(source, f"unsupported file type {path.suffix or '(none)'!r}"))
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                stat = None
+            stored = stored_sources.get(source)
+            if (
+                stat is not None
+                and stored is not None
+                and not force
+                and (stored.size, stored.mtime_ns)
+                == (
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                )
+            ):
+                scan.kept.update(docs_of_source.get(source, ()))
+                if stored.skipped:
+                    report.skipped.append(FileNote(source, stored.skipped))
+                report.problems += [FileNote(source, p) for p in stored.problems]
+                continue
+            data, reason = _read_file(path, max_bytes) if stat is not None else (None, "vanished")
+            if data is None:
+                # An unreadable file keeps what was indexed from it before: no data is lost to a bad read.
+                scan.kept.update(docs_of_source.get(source, ()))
+                report.skipped.append(FileNote(source, reason or "unreadable"))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if stored is not None and stored.sha256 == digest and not force:
+                scan.kept.update(docs_of_source.get(source, ()))
+                scan.mtimes.update({i: stat.st_mtime for i in docs_of_source.get(source, ())})
+                scan.sources.append(
+                    SourceWrite(
+                        source, stat.st_size, stat.st_mtime_ns, digest, stored.skipped, stored.problems
+                    )
+                )
+                if stored.skipped:
+                    report.skipped.append(FileNote(source, stored.skipped))
+                continue
+            result = parse_bytes(data, path.suffix.lower(), source)
+            report.problems += [FileNote(source, p) for p in result.problems]
+            if result.skipped:
+                report.skipped.append(FileNote(source, result.skipped))
+                if docs_of_source.get(source):
+                    scan.kept.update(docs_of_source[source])  # keep the last good version; retry next time
+                else:
+                    scan.sources.append(
+                        SourceWrite(
+                            source, stat.st_size, stat.st_mtime_ns, digest, result.skipped, result.problems
+                        )
+                    )
+                continue
+            scan.sources.append(
+                SourceWrite(source, stat.st_size, stat.st_mtime_ns, digest, None, result.problems)
+            )
+            for doc in result.documents:
+                scan.documents[doc.id] = doc
+                scan.mtimes[doc.id] = stat.st_mtime
+        return scan
+
+    def _chunk(self, documents: list[Document]) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for doc in documents:
+            chunks += self.chunker.split(doc)
+        return chunks
+
+    def _build(
+        self, current: int, removed: set[str], new_chunks: list[Chunk], rebuild: bool, report: IngestReport
+    ) -> Generation:
+        """The next generation's rows and indexes, built from the current generation plus the changes."""
+        base = None
+        if current > 0 and not rebuild:
+            try:
+                base = self.generations.open(current, self.embedder)
+                old = {kind: base.index(kind) for kind in INDEX_KINDS}
+            except StoreFormatError:
+                base = None  # damaged or incompatible: rebuild from the store's chunks
+        if base is None:
+            old = {
+                "bm25": BM25Index.empty(self.config.bm25, self.config.tokenizer),
+                "tfidf": TfidfIndex.empty(self.config.tfidf, self.config.tokenizer),
+                "dense": DenseIndex.empty(self.embedder(), self.config.dense),
+            }
+            # Every chunk the store keeps must be in the new generation, not only the new ones.
+            stored = [(cid, text) for cid, text in self.store.iter_chunks() if cid not in removed]
+            old_ids: list[str] = []
+        else:
+            stored = []
+            old_ids = base.chunk_ids
+        keep = np.fromiter((cid not in removed for cid in old_ids), dtype=bool, count=len(old_ids))
+        added_ids = [cid for cid, _ in stored] + [c.id for c in new_chunks]
+        added_texts = [text for _, text in stored] + [c.text for c in new_chunks]
+        dense = old["dense"].updated(keep, added_texts, progress=self.progress)  # type: ignore[call-arg]
+        report.embedded = dense.embedded
+        report.chunks_added = len(new_chunks)
+        report.chunks_removed = len(removed)
+        chunk_ids = [cid for cid, k in zip(old_ids, keep, strict=True) if k] + added_ids
+        generation = Generation(0, None, chunk_ids, self.embedder)
+        generation.preset("bm25", old["bm25"].updated(keep, added_texts))
+        generation.preset("tfidf", old["tfidf"].updated(keep, added_texts))
+        generation.preset("dense", dense)
+        return generation
+
+
+def _label(doc: Document | StoredDocument) -> str:
+    return doc.source if not doc.record else f"{doc.source}#{doc.record}"

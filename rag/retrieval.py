@@ -1,0 +1,67 @@
+"""Retrieval over one generation: a single retriever, or several fused by reciprocal rank fusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rag.config import RetrievalConfig
+from rag.errors import InputError
+from rag.generations import Generation
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """A chunk chosen for a query: the score of the mode asked for, and each retriever's own evidence."""
+
+    chunk_id: str
+    score: float
+    scores: dict[str, float]
+    ranks: dict[str, int]
+
+
+def reciprocal_rank_fusion(
+    rankings: dict[str, list[str]], weights: dict[str, float], rrf_k: int
+) -> list[tuple[str, float]]:
+    """Fuse best-first id lists: each id scores sum(weight / (rrf_k + rank)); ties go to the earlier id."""
+    fused: dict[str, float] = {}
+    for name, ids in rankings.items():
+        weight = weights.get(name, 0.0)
+        for rank, item in enumerate(ids, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (rrf_k + rank)
+    return sorted(fused.items(), key=lambda pair: -pair[1])
+
+
+def validate_query(query: str, k: int) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise InputError('the query is empty: ask something, e.g. ragtune search "what is LoRA?"')
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise InputError(f"k={k!r}: the number of results must be a whole number >= 1")
+
+
+def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
+    validate_query(query, k)
+    if not generation.chunk_ids:
+        return []
+    kinds = [config.mode] if config.mode != "hybrid" else [n for n, w in config.weights.items() if w > 0]
+    depth = k if config.mode != "hybrid" else max(config.depth, k)
+    ranked: dict[str, list[str]] = {}
+    scores: dict[str, dict[str, float]] = {}
+    ids = generation.chunk_ids
+    for kind in kinds:
+        ranking = generation.index(kind).search(query, depth)
+        ranked[kind] = [ids[row] for row in ranking.rows]
+        scores[kind] = {ids[row]: float(s) for row, s in zip(ranking.rows, ranking.scores, strict=True)}
+    if config.mode == "hybrid":
+        chosen = reciprocal_rank_fusion(ranked, config.weights, config.rrf_k)[:k]
+    else:
+        chosen = [(cid, scores[config.mode][cid]) for cid in ranked[config.mode]]
+    rank_of = {kind: {cid: r for r, cid in enumerate(lst, start=1)} for kind, lst in ranked.items()}
+    return [
+        Retrieved(
+            chunk_id=cid,
+            score=score,
+            scores={kind: scores[kind][cid] for kind in kinds if cid in scores[kind]},
+            ranks={kind: rank_of[kind][cid] for kind in kinds if cid in rank_of[kind]},
+        )
+        for cid, score in chosen
+    ]

@@ -1,0 +1,341 @@
+"""The document store: one SQLite file (WAL) holding sources, documents, chunks and the index generation.
+
+The store is the single source of truth. An ingest writes everything it changed, together with the
+number of the index generation built for it, in one transaction: a reader in its own read transaction
+sees either the old documents with the old generation or the new ones with the new generation.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.errors import StoreFormatError
+from rag.schema import Chunk, Document
+
+STORE_FORMAT = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row per file seen: lets an unchanged folder be recognised from stat() alone.
+CREATE TABLE IF NOT EXISTS sources (
+    path        TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    skipped     TEXT,              -- why the file gave no documents, NULL when it did
+    problems    TEXT NOT NULL DEFAULT '[]',
+    ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id           TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    record       TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL,
+    mtime        REAL NOT NULL,
+    version      INTEGER NOT NULL,
+    metadata     TEXT NOT NULL,
+    ingested_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
+CREATE TABLE IF NOT EXISTS chunks (
+    id          TEXT PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    root        TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    generation  INTEGER NOT NULL,
+    report      TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    skipped: str | None
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    source: str
+    record: str
+    content_hash: str
+    mtime: float
+    version: int
+    metadata: dict[str, Any]
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk with what a search result needs to show about its document."""
+
+    id: str
+    document_id: str
+    position: int
+    text: str
+    source: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DocumentWrite:
+    """A document to insert or replace, with the chunks that now make it up."""
+
+    document: Document
+    mtime: float
+    chunks: Sequence[Chunk]
+
+
+@dataclass(frozen=True)
+class SourceWrite:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    skipped: str | None = None
+    problems: Sequence[str] = ()
+
+
+def _escape_like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Store:
+    """Access to one store file. Each thread gets its own SQLite connection."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._init()
+
+    # -- connections and transactions -------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A read snapshot (default) or a write transaction; nested calls join the outer one."""
+        db = self._connection()
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _init(self) -> None:
+        db = self._connection()
+        db.executescript(_SCHEMA)
+        found = self.get_meta("store_format")
+        if found is None:
+            with self.transaction(write=True):
+                self.set_meta("store_format", str(STORE_FORMAT))
+                self.set_meta("generation", "0")
+        elif int(found) != STORE_FORMAT:
+            raise StoreFormatError(
+                f"{self.path} has store format {found}, this ragtune reads format {STORE_FORMAT}: "
+                "re-ingest into a new index folder"
+            )
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- meta -------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._connection().execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def sources_under(self, root: str) -> dict[str, StoredSource]:
+        """Stored sources at `root` itself or anywhere below it."""
+        rows = self._connection().execute(
+            "SELECT path, size, mtime_ns, sha256, skipped, problems FROM sources "
+            "WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+            (root, _escape_like(root.rstrip("/")) + "/%"),
+        )
+        return {r[0]: StoredSource(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
+
+    def documents_of_sources(self, paths: Iterable[str]) -> dict[str, StoredDocument]:
+        """Stored documents read from the given source paths, by document id."""
+        db = self._connection()
+        found: dict[str, StoredDocument] = {}
+        paths = list(paths)
+        for start in range(0, len(paths), 500):
+            batch = paths[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for r in db.execute(
+                "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at "
+                f"FROM documents WHERE source IN ({marks})",
+                batch,
+            ):
+                found[r[0]] = StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7])
+        return found
+
+    def chunk_ids_of_documents(self, document_ids: Iterable[str]) -> list[str]:
+        db = self._connection()
+        ids = list(document_ids)
+        out: list[str] = []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            out += [r[0] for r in db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", batch)]
+        return out
+
+    def chunks(self, chunk_ids: Sequence[str]) -> dict[str, ChunkRow]:
+        """Chunks by id, joined with their document's source and metadata."""
+        db = self._connection()
+        out: dict[str, ChunkRow] = {}
+        for start in range(0, len(chunk_ids), 500):
+            batch = list(chunk_ids[start : start + 500])
+            marks = ",".join("?" * len(batch))
+            for r in db.execute(
+                "SELECT c.id, c.document_id, c.position, c.text, d.source, d.metadata "
+                f"FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
+                batch,
+            ):
+                out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+        return out
+
+    def iter_chunks(self) -> Iterator[tuple[str, str]]:
+        """(chunk id, text) of every stored chunk, in id order."""
+        yield from self._connection().execute("SELECT id, text FROM chunks ORDER BY id")
+
+    def counts(self) -> dict[str, int]:
+        db = self._connection()
+        return {
+            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+            "sources": db.execute("SELECT COUNT(*) FROM sources WHERE skipped IS NULL").fetchone()[0],
+            "skipped_sources": db.execute(
+                "SELECT COUNT(*) FROM sources WHERE skipped IS NOT NULL"
+            ).fetchone()[0],
+        }
+
+    def last_ingest(self) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT root, started_at, finished_at, generation, report FROM ingest_runs ORDER BY id DESC"
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return {
+            "root": row[0],
+            "started_at": row[1],
+            "finished_at": row[2],
+            "generation": row[3],
+            "report": json.loads(row[4]),
+        }
+
+    # -- writes (call inside `transaction(write=True)`) ---------------------------------------------
+
+    def write_sources(self, sources: Iterable[SourceWrite]) -> None:
+        now = time.time()
+        self._connection().executemany(
+            "INSERT INTO sources(path, size, mtime_ns, sha256, skipped, problems, ingested_at) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, skipped = excluded.skipped, "
+            "problems = excluded.problems, ingested_at = excluded.ingested_at",
+            [
+                (s.path, s.size, s.mtime_ns, s.sha256, s.skipped, json.dumps(list(s.problems)), now)
+                for s in sources
+            ],
+        )
+
+    def delete_sources(self, paths: Iterable[str]) -> None:
+        self._connection().executemany("DELETE FROM sources WHERE path = ?", [(p,) for p in paths])
+
+    def write_documents(self, writes: Iterable[DocumentWrite], versions: dict[str, int]) -> None:
+        """Insert or replace documents and all their chunks; `versions` gives each document's version."""
+        db = self._connection()
+        now = time.time()
+        for w in writes:
+            doc = w.document
+            db.execute("DELETE FROM chunks WHERE document_id = ?", (doc.id,))
+            db.execute(
+                "INSERT INTO documents(id, source, record, content_hash, mtime, version, metadata, ingested_at) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET source = excluded.source, "
+                "record = excluded.record, content_hash = excluded.content_hash, mtime = excluded.mtime, "
+                "version = excluded.version, metadata = excluded.metadata, ingested_at = excluded.ingested_at",
+                (
+                    doc.id,
+                    doc.source,
+                    doc.record,
+                    doc.content_hash,
+                    w.mtime,
+                    versions[doc.id],
+                    json.dumps(doc.metadata, sort_keys=True, ensure_ascii=False, default=str),
+                    now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO chunks(id, document_id, position, text, hash) VALUES(?, ?, ?, ?, ?)",
+                [(c.id, c.document_id, c.position, c.text, c.hash) for c in w.chunks],
+            )
+
+    def touch_documents(self, mtimes: dict[str, float]) -> None:
+        """Record a new mtime for documents whose content did not change."""
+        self._connection().executemany(
+            "UPDATE documents SET mtime = ? WHERE id = ?", [(m, i) for i, m in mtimes.items()]
+        )
+
+    def delete_documents(self, document_ids: Iterable[str]) -> None:
+        self._connection().executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in document_ids])
+
+    def record_ingest(self, root: str, started_at: float, generation: int, report: dict[str, Any]) -> None:
+        self._connection().execute(
+            "INSERT INTO ingest_runs(root, started_at, finished_at, generation, report) VALUES(?, ?, ?, ?, ?)",
+            (root, started_at, time.time(), generation, json.dumps(report)),
+        )

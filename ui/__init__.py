@@ -1,0 +1,1 @@
+"""Streamlit UI: not built yet, see the issue tracker."""
