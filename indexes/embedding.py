@@ -88,6 +88,11 @@ class SentenceTransformerEmbedder:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        from transformers.utils import logging as hf_logging
+
+        # Loading draws a per-weight progress bar; only our own bars (reading, embedding) are wanted.
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             return SentenceTransformer(
                 str(local) if local.exists() else location, device=device, local_files_only=True
@@ -98,6 +103,9 @@ class SentenceTransformerEmbedder:
                 f"cannot load embedding model {location!r}: {type(exc).__name__}: {first_line} "
                 "(give a local sentence-transformers folder, or a model name already in the Hugging Face cache)"
             ) from exc
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
 
     def encode(self, texts: Sequence[str], *, query: bool = False, progress: bool = False) -> np.ndarray:
         model = self.model

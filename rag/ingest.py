@@ -30,8 +30,6 @@ from rag.readers import SUPPORTED_SUFFIXES, parse_bytes
 from rag.schema import Chunk, Document
 from rag.store import DocumentWrite, SourceWrite, Store, StoredDocument
 
-KEEP_GENERATIONS = 2  # the current one and its predecessor, which a slow reader may still be loading
-
 
 @dataclass(frozen=True)
 class IngestPlan:
@@ -218,7 +216,8 @@ class Ingestor:
             report.generation = number
             report.seconds = time.time() - started
             self.store.record_ingest(str(root), started, number, report.to_dict())
-        self.generations.prune(keep=set(range(number - KEEP_GENERATIONS + 1, number + 1)))
+        # Keep the generation just replaced: a reader may still be loading it.
+        self.generations.prune(keep={current, number})
         return report
 
     # -- steps ------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""Keep an index in sync with a folder: ingest once, then again whenever files settle after a change."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from rag.api import RAG
+from rag.ingest import IngestReport
+
+
+def watch(
+    rag: RAG,
+    path: str | Path,
+    on_report: Callable[[IngestReport], None],
+    *,
+    settle_seconds: float = 1.0,
+    stop: threading.Event | None = None,
+    progress: bool = False,
+) -> None:
+    """Ingest `path`, then re-ingest after every burst of file changes, until `stop` is set.
+
+    A burst ends when no file event has arrived for `settle_seconds`, so an editor's save-rename-delete
+    dance or a copy of many files causes one ingest, not dozens.
+    """
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    root = Path(path).expanduser().resolve()
+    index_folder = rag.folder.resolve()
+    stop = stop or threading.Event()
+    changed = threading.Event()
+
+    def relevant(event_path: str) -> bool:
+        p = Path(event_path)
+        if p == index_folder or index_folder in p.parents:
+            return False  # our own writes
+        try:
+            parts = p.relative_to(root).parts
+        except ValueError:
+            return True
+        return not any(part.startswith(".") for part in parts)
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+            if any(p and relevant(str(p)) for p in paths):
+                changed.set()
+
+    # Watch before the first ingest, so that nothing changed while it runs goes unnoticed.
+    observer = Observer()
+    observer.schedule(Handler(), str(root if root.is_dir() else root.parent), recursive=True)
+    observer.start()
+    try:
+        on_report(rag.ingest(root, progress=progress))
+        while not stop.is_set():
+            if not changed.wait(timeout=0.2):
+                continue
+            # Wait until the burst is over before reading anything.
+            while True:
+                changed.clear()
+                if stop.wait(settle_seconds) or not changed.is_set():
+                    break
+            if stop.is_set():
+                break
+            if root.exists():
+                on_report(rag.ingest(root, progress=progress))
+    finally:
+        observer.stop()
+        observer.join()

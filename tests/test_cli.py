@@ -1,0 +1,110 @@
+"""The `ragtune` command, run in-process with a tiny real sentence-transformers model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag.cli import main
+
+
+@pytest.fixture
+def index(tmp_path):
+    return str(tmp_path / "index")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ingest_search_status_as_json(capsys, corpus, index, tiny_model_dir):
+    code, out, _ = run(
+        capsys,
+        "ingest",
+        str(corpus),
+        "--index",
+        index,
+        "--embedding-model",
+        str(tiny_model_dir),
+        "--json",
+        "-q",
+    )
+    assert code == 0
+    assert len(json.loads(out)["added"]) == 6
+
+    code, out, _ = run(
+        capsys, "search", "NormalFloat double quantization", "--index", index, "--json", "-k", "2"
+    )
+    hits = json.loads(out)["hits"]
+    assert code == 0 and len(hits) == 2
+    assert hits[0]["source"].endswith("qlora.md")
+    assert {"chunk_id", "text", "scores", "ranks", "source"} <= set(hits[0])
+
+    code, out, _ = run(capsys, "status", "--index", index, "--json")
+    status = json.loads(out)
+    assert (status["documents"], status["chunks"], status["generation"]) == (6, 6, 1)
+    assert status["embedding_model"] == str(tiny_model_dir)
+
+
+def test_human_output_names_sources_and_why_they_were_chosen(capsys, corpus, index, tiny_model_dir):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    code, out, _ = run(
+        capsys, "search", "reciprocal rank fusion", "--index", index, "--mode", "bm25", "-k", "1"
+    )
+    assert code == 0
+    assert "rrf.txt" in out and "bm25 #1" in out
+
+
+def test_quiet_ingest_draws_no_progress_bars(capsys, corpus, index, tiny_model_dir):
+    _, out, err = run(
+        capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q"
+    )
+    assert "6 added" in out
+    assert "%|" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest", "/no/such/folder"], "does not exist"),
+        (["search", "anything"], "no index at"),
+        (["status"], "no index at"),
+        (["ingest", "{corpus}", "--embedding-model", "/no/such/model"], "does not exist"),
+        (["ingest", "{corpus}", "--chunk-size", "10"], "chunk_size=10"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(capsys, corpus, index, argv, message):
+    argv = [a.replace("{corpus}", str(corpus)) for a in argv]
+    code, _, err = run(capsys, *argv, "--index", index, "-q")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("ragtune: error:") and message in err
+
+
+@pytest.mark.parametrize(("query", "k", "message"), [("", "5", "empty"), ("lora", "0", "k=0")])
+def test_bad_search_arguments(capsys, corpus, index, tiny_model_dir, query, k, message):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    code, _, err = run(capsys, "search", query, "-k", k, "--index", index)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ingest",
+            str(tmp_path / "missing"),
+            "--index",
+            str(tmp_path / "ix"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "does not exist" in result.stderr

@@ -1,0 +1,138 @@
+"""The three indexes on their own: scores against reference implementations, updates, save/load."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from indexes.bm25 import BM25Config, BM25Index
+from indexes.dense import DenseConfig, DenseIndex
+from indexes.tfidf import TfidfIndex
+from indexes.tokenize import Tokenizer
+from rag.errors import InputError, StoreFormatError
+from tests.conftest import FakeEmbedder
+
+WORDS = ["adapter", "rank", "alpha", "quantization", "memory", "index", "retrieval", "chunk", "token", "vector", "query", "score"]
+
+
+def random_corpus(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    # Skewed word choice, so some terms occur in most documents (negative idf) and some in few.
+    return [
+        " ".join(rng.choices(WORDS, weights=range(len(WORDS), 0, -1), k=rng.randint(3, 30))) for _ in range(n)
+    ]
+
+
+def build(index, texts):
+    return index.updated(np.zeros(len(index), dtype=bool), texts)
+
+
+QUERIES = [
+    "adapter rank",
+    "query query score",
+    "memory unknownword",
+    "alpha alpha alpha index",
+    "nothing here",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_bm25_scores_equal_rank_bm25(query):
+    texts = random_corpus(300)
+    tokenize = Tokenizer()
+    reference = BM25Okapi([tokenize(t) for t in texts]).get_scores(tokenize(query))
+    scores, _ = build(BM25Index.empty(), texts).scores(query)
+    np.testing.assert_allclose(scores, reference, atol=1e-6, rtol=0)
+
+
+def test_bm25_top_k_matches_rank_bm25_order():
+    texts = random_corpus(500, seed=1)
+    tokenize = Tokenizer()
+    reference = BM25Okapi([tokenize(t) for t in texts]).get_scores(tokenize("vector token"))
+    ranking = build(BM25Index.empty(), texts).search("vector token", 10)
+    np.testing.assert_allclose(ranking.scores, np.sort(reference)[::-1][:10], atol=1e-9)
+
+
+def test_bm25_update_equals_fresh_build():
+    texts = random_corpus(200, seed=2)
+    first = build(BM25Index.empty(), texts[:150])
+    keep = np.ones(150, dtype=bool)
+    keep[[3, 40, 99]] = False
+    updated = first.updated(keep, texts[150:])
+    expected_texts = [t for t, k in zip(texts[:150], keep, strict=True) if k] + texts[150:]
+    fresh = build(BM25Index.empty(), expected_texts)
+    for query in QUERIES:
+        np.testing.assert_allclose(updated.scores(query)[0], fresh.scores(query)[0], atol=1e-9)
+
+
+def test_bm25_only_returns_rows_that_contain_a_query_term():
+    index = build(BM25Index.empty(), ["adapter merge", "memory vector", "vector index"])
+    assert sorted(index.search("vector", 10).rows.tolist()) == [1, 2]
+    assert index.search("zzz", 10).rows.size == 0
+
+
+def test_bm25_rejects_bad_parameters_by_name():
+    with pytest.raises(InputError, match="b=2"):
+        BM25Config(b=2)
+
+
+@pytest.mark.parametrize("query", QUERIES[:4])
+def test_tfidf_scores_equal_scikit_learn_cosine(query):
+    texts = random_corpus(200, seed=3)
+    tokenize = Tokenizer()
+    vectorizer = TfidfVectorizer(analyzer=tokenize, sublinear_tf=True)
+    matrix = vectorizer.fit_transform(texts)
+    reference = (matrix @ vectorizer.transform([query]).T).toarray().ravel()
+    ranking = build(TfidfIndex.empty(), texts).search(query, 20)
+    np.testing.assert_allclose(ranking.scores, np.sort(reference)[::-1][: len(ranking.scores)], atol=1e-9)
+
+
+def test_dense_embeds_only_texts_it_has_not_seen():
+    embedder = FakeEmbedder()
+    index = build(DenseIndex.empty(embedder), ["alpha one", "beta two", "gamma three"])
+    keep = np.array([True, False, True])
+    updated = index.updated(keep, ["beta two", "delta four"])  # "beta two" was seen before
+    assert embedder.embedded == ["alpha one", "beta two", "gamma three", "delta four"]
+    assert updated.embedded == 1
+    assert len(updated) == 4
+
+
+def test_dense_hnsw_finds_the_same_best_row_as_exact_search():
+    texts = random_corpus(400, seed=4)
+    embedder = FakeEmbedder()
+    flat = build(DenseIndex.empty(embedder), texts)
+    hnsw = build(DenseIndex.empty(embedder, DenseConfig(index="hnsw")), texts)
+    for query in QUERIES[:4]:
+        assert flat.search(query, 1).scores[0] == pytest.approx(hnsw.search(query, 1).scores[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_dense_save_and_load_round_trip(tmp_path, kind):
+    embedder = FakeEmbedder()
+    index = build(DenseIndex.empty(embedder, DenseConfig(index=kind)), random_corpus(50))
+    index.save(tmp_path / "dense")
+    loaded = DenseIndex.load(tmp_path / "dense", embedder)
+    np.testing.assert_array_equal(loaded.search("adapter rank", 5).rows, index.search("adapter rank", 5).rows)
+
+
+def test_dense_load_refuses_another_embedding_model(tmp_path):
+    build(DenseIndex.empty(FakeEmbedder()), ["a text"]).save(tmp_path / "dense")
+    other = FakeEmbedder()
+    other.name = "another-model"
+    with pytest.raises(StoreFormatError, match="another-model"):
+        DenseIndex.load(tmp_path / "dense", other)
+
+
+@pytest.mark.parametrize("index_type", [BM25Index, TfidfIndex])
+def test_sparse_indexes_round_trip_through_files(tmp_path, index_type):
+    index = build(index_type.empty(), random_corpus(80, seed=5))
+    index.save(tmp_path / "ix")
+    loaded = index_type.load(tmp_path / "ix")
+    for query in QUERIES:
+        a, b = index.search(query, 10), loaded.search(query, 10)
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_allclose(a.scores, b.scores)
