@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfTransformer
 
 from indexes.base import Ranking, read_params, top_k, write_params
 from indexes.terms import TermCounts
@@ -36,6 +35,9 @@ class TfidfIndex:
         self.tokenizer_config = tokenizer or TokenizerConfig()
         self.tokenize = Tokenizer(self.tokenizer_config)
         self.counts = counts
+        # Imported here: scikit-learn takes a second to import and only TF-IDF needs it.
+        from sklearn.feature_extraction.text import TfidfTransformer
+
         self.transformer = TfidfTransformer(
             norm="l2", sublinear_tf=self.config.sublinear_tf, smooth_idf=self.config.smooth_idf
         )

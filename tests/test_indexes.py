@@ -16,7 +16,20 @@ from indexes.tokenize import Tokenizer
 from rag.errors import InputError, StoreFormatError
 from tests.conftest import FakeEmbedder
 
-WORDS = ["adapter", "rank", "alpha", "quantization", "memory", "index", "retrieval", "chunk", "token", "vector", "query", "score"]
+WORDS = [
+    "adapter",
+    "rank",
+    "alpha",
+    "quantization",
+    "memory",
+    "index",
+    "retrieval",
+    "chunk",
+    "token",
+    "vector",
+    "query",
+    "score",
+]
 
 
 def random_corpus(n: int, seed: int = 0) -> list[str]:
