@@ -126,10 +126,12 @@ def _open(args: argparse.Namespace):
 
 
 def _shown_path(source: str) -> str:
+    """Relative to the working folder when inside it; otherwise the absolute path."""
     try:
-        return os.path.relpath(source)
+        relative = os.path.relpath(source)
     except ValueError:
         return source
+    return source if relative.startswith("..") else relative
 
 
 def _print_report(report, as_json: bool) -> None:

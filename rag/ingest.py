@@ -104,13 +104,14 @@ class _Scan:
     present: set[str] = field(default_factory=set)  # every path found under the root
 
 
-def list_files(root: Path) -> list[Path]:
-    """Files at or below `root`, hidden files and folders left out, in a stable order."""
+def list_files(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Files at or below `root` in a stable order, leaving out hidden files and folders and `exclude`
+    (the index folder itself, when it lives inside the documents)."""
     if root.is_file():
         return [root]
     found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(folder) / d != exclude)
         found += [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
     return found
 
@@ -238,7 +239,7 @@ class Ingestor:
         for doc in stored_docs.values():
             docs_of_source.setdefault(doc.source, []).append(doc.id)
         max_bytes = int(self.config.reader.max_file_mb * 2**20)
-        files = list_files(root)
+        files = list_files(root, exclude=self.generations.root.parent.resolve())
         for path in tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2):
             source = path.as_posix()
             scan.present.add(source)

@@ -106,6 +106,14 @@ def test_hidden_files_and_folders_are_ignored(rag, corpus):
     assert len(report.added) == 6 and report.skipped == []
 
 
+def test_an_index_folder_inside_the_documents_is_not_ingested(corpus, embedder):
+    with RAG.open(corpus / "index", embedder=embedder) as rag:
+        rag.ingest(corpus, progress=False)
+        (corpus / "lora.md").write_text("# LoRA\n\nEdited, so a second generation is written.")
+        report = rag.ingest(corpus, progress=False)
+    assert report.added == [] and report.skipped == []
+
+
 def test_jsonl_records_become_separate_documents_and_bad_lines_are_reported(rag, tmp_path):
     folder = tmp_path / "faq"
     folder.mkdir()
@@ -167,7 +175,9 @@ def test_a_file_that_vanishes_during_the_scan_is_skipped(rag, corpus, monkeypatc
     import rag.ingest as ingest_module
 
     real_list = ingest_module.list_files
-    monkeypatch.setattr(ingest_module, "list_files", lambda root: [*real_list(root), root / "ghost.md"])
+    monkeypatch.setattr(
+        ingest_module, "list_files", lambda root, exclude: [*real_list(root), root / "ghost.md"]
+    )
     report = rag.ingest(corpus, progress=False)
     assert [Path(n.path).name for n in report.skipped] == ["ghost.md"]
     assert len(report.added) == 6
