@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from indexes.base import Ranking, read_params, top_k, write_params
-from indexes.terms import TermCounts
-from indexes.tokenize import Tokenizer, TokenizerConfig
+from indexes.base import Ranking, read_params, top_k
+from indexes.terms import SparseTermIndex, TermCounts
+from indexes.tokenize import TokenizerConfig
 from rag.errors import InputError
 
 
@@ -59,7 +59,7 @@ def okapi_weights(counts: sp.csr_matrix, idf: np.ndarray, config: BM25Config) ->
     return sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape).tocsc()
 
 
-class BM25Index:
+class BM25Index(SparseTermIndex):
     kind = "bm25"
 
     def __init__(
@@ -69,10 +69,8 @@ class BM25Index:
         tokenizer: TokenizerConfig | None = None,
         weights: sp.csc_matrix | None = None,
     ):
+        super().__init__(counts, tokenizer)
         self.config = config or BM25Config()
-        self.tokenizer_config = tokenizer or TokenizerConfig()
-        self.tokenize = Tokenizer(self.tokenizer_config)
-        self.counts = counts
         if weights is None:
             idf = okapi_idf(counts.document_frequency(), len(counts), self.config.epsilon)
             weights = okapi_weights(counts.counts, idf, self.config)
@@ -82,37 +80,25 @@ class BM25Index:
     def empty(cls, config: BM25Config | None = None, tokenizer: TokenizerConfig | None = None) -> BM25Index:
         return cls(TermCounts.empty(), config, tokenizer)
 
-    def __len__(self) -> int:
-        return len(self.counts)
-
     def updated(self, keep: np.ndarray, added_texts: Sequence[str]) -> BM25Index:
-        counts = self.counts.updated(keep, added_texts, self.tokenize)
-        return BM25Index(counts, self.config, self.tokenizer_config)
+        return BM25Index(self.updated_counts(keep, added_texts), self.config, self.tokenizer_config)
 
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """Scores of every row, and the rows that contain at least one query term."""
-        cols, times = self.counts.query_counts(self.tokenize(query))
-        if cols.size == 0 or len(self) == 0:
+        cols, times = self.query_columns(query)
+        if cols.size == 0:
             return np.zeros(len(self)), np.empty(0, dtype=np.int64)
-        columns = self.weights[:, cols]
-        return columns @ times, np.unique(columns.indices)
+        return self.column_scores(cols, times)
 
     def search(self, query: str, k: int) -> Ranking:
         scores, candidates = self.scores(query)
         return top_k(scores, candidates, k)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.counts.save(directory)
-        sp.save_npz(directory / "weights.npz", self.weights, compressed=False)
-        write_params(directory, self.kind, bm25=asdict(self.config), tokenizer=asdict(self.tokenizer_config))
+        self.save_arrays(directory, bm25=asdict(self.config))
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
         params = read_params(directory, cls.kind)
-        return cls(
-            TermCounts.load(directory),
-            BM25Config(**params["bm25"]),
-            TokenizerConfig(**params["tokenizer"]),
-            weights=sp.load_npz(directory / "weights.npz").tocsc(),
-        )
+        counts, weights = cls.load_arrays(directory)
+        return cls(counts, BM25Config(**params["bm25"]), TokenizerConfig(**params["tokenizer"]), weights)

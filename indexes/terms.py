@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from indexes.tokenize import Tokenizer
+from indexes.base import write_params
+from indexes.tokenize import Tokenizer, TokenizerConfig
 
 
 class TermCounts:
@@ -76,3 +78,43 @@ class TermCounts:
     def load(cls, directory: Path) -> TermCounts:
         terms = json.loads((directory / "terms.json").read_text(encoding="utf-8"))
         return cls(terms, sp.load_npz(directory / "counts.npz").tocsr())
+
+
+class SparseTermIndex:
+    """What BM25 and TF-IDF share: term counts, a tokenizer, and a (rows x terms) CSC weight matrix
+    whose query columns are summed to score rows."""
+
+    kind: str
+
+    def __init__(self, counts: TermCounts, tokenizer: TokenizerConfig | None):
+        self.counts = counts
+        self.tokenizer_config = tokenizer or TokenizerConfig()
+        self.tokenize = Tokenizer(self.tokenizer_config)
+        self.weights: sp.csc_matrix
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def updated_counts(self, keep: np.ndarray, added_texts: Sequence[str]) -> TermCounts:
+        return self.counts.updated(keep, added_texts, self.tokenize)
+
+    def query_columns(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """Columns of the known query terms and how often each occurs (empty on an empty index)."""
+        if len(self) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        return self.counts.query_counts(self.tokenize(query))
+
+    def column_scores(self, cols: np.ndarray, query_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's weighted sum over the query columns, and the rows holding at least one of them."""
+        columns = self.weights[:, cols]
+        return columns @ query_weights, np.unique(columns.indices)
+
+    def save_arrays(self, directory: Path, **params: object) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.counts.save(directory)
+        sp.save_npz(directory / "weights.npz", self.weights, compressed=False)
+        write_params(directory, self.kind, tokenizer=asdict(self.tokenizer_config), **params)
+
+    @staticmethod
+    def load_arrays(directory: Path) -> tuple[TermCounts, sp.csc_matrix]:
+        return TermCounts.load(directory), sp.load_npz(directory / "weights.npz").tocsc()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from indexes.base import Ranking, read_params, top_k, write_params
-from indexes.terms import TermCounts
-from indexes.tokenize import Tokenizer, TokenizerConfig
+from indexes.base import Ranking, read_params, top_k
+from indexes.terms import SparseTermIndex, TermCounts
+from indexes.tokenize import TokenizerConfig
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class TfidfConfig:
     smooth_idf: bool = field(default=True, metadata={"help": "Add one to document frequencies."})
 
 
-class TfidfIndex:
+class TfidfIndex(SparseTermIndex):
     kind = "tfidf"
 
     def __init__(
@@ -31,10 +31,8 @@ class TfidfIndex:
         idf: np.ndarray | None = None,
         weights: sp.csc_matrix | None = None,
     ):
+        super().__init__(counts, tokenizer)
         self.config = config or TfidfConfig()
-        self.tokenizer_config = tokenizer or TokenizerConfig()
-        self.tokenize = Tokenizer(self.tokenizer_config)
-        self.counts = counts
         # Imported here: scikit-learn takes a second to import and only TF-IDF needs it.
         from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -56,38 +54,26 @@ class TfidfIndex:
     def empty(cls, config: TfidfConfig | None = None, tokenizer: TokenizerConfig | None = None) -> TfidfIndex:
         return cls(TermCounts.empty(), config, tokenizer)
 
-    def __len__(self) -> int:
-        return len(self.counts)
-
     def updated(self, keep: np.ndarray, added_texts: Sequence[str]) -> TfidfIndex:
-        return TfidfIndex(
-            self.counts.updated(keep, added_texts, self.tokenize), self.config, self.tokenizer_config
-        )
+        return TfidfIndex(self.updated_counts(keep, added_texts), self.config, self.tokenizer_config)
 
     def search(self, query: str, k: int) -> Ranking:
-        cols, times = self.counts.query_counts(self.tokenize(query))
-        if cols.size == 0 or len(self) == 0:
+        cols, times = self.query_columns(query)
+        if cols.size == 0:
             return Ranking.empty()
         query_row = sp.csr_matrix((times, cols, [0, cols.size]), shape=(1, len(self.counts.terms)))
         query_vector = self.transformer.transform(query_row)
-        columns = self.weights[:, query_vector.indices]
-        scores = columns @ query_vector.data
-        return top_k(scores, np.unique(columns.indices), k)
+        return top_k(*self.column_scores(query_vector.indices, query_vector.data), k)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.counts.save(directory)
+        self.save_arrays(directory, tfidf=asdict(self.config))
         np.save(directory / "idf.npy", self.idf, allow_pickle=False)
-        sp.save_npz(directory / "weights.npz", self.weights, compressed=False)
-        write_params(directory, self.kind, tfidf=asdict(self.config), tokenizer=asdict(self.tokenizer_config))
 
     @classmethod
     def load(cls, directory: Path) -> TfidfIndex:
         params = read_params(directory, cls.kind)
+        counts, weights = cls.load_arrays(directory)
+        idf = np.load(directory / "idf.npy", allow_pickle=False)
         return cls(
-            TermCounts.load(directory),
-            TfidfConfig(**params["tfidf"]),
-            TokenizerConfig(**params["tokenizer"]),
-            idf=np.load(directory / "idf.npy", allow_pickle=False),
-            weights=sp.load_npz(directory / "weights.npz").tocsc(),
+            counts, TfidfConfig(**params["tfidf"]), TokenizerConfig(**params["tokenizer"]), idf, weights
         )
