@@ -175,22 +175,22 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
+def _open_existing(args: argparse.Namespace):
     from rag.api import CONFIG_FILE
 
     if not (Path(args.index).expanduser() / CONFIG_FILE).exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
-    rag = _open(args)
+    return _open(args)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    rag = _open_existing(args)
     _print_hits(rag.search(args.query, k=args.k, mode=args.mode), args.json, args.query)
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from rag.api import CONFIG_FILE
-
-    if not (Path(args.index).expanduser() / CONFIG_FILE).exists():
-        raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
-    status = _open(args).status()
+    status = _open_existing(args).status()
     if args.json:
         print(json.dumps(status, ensure_ascii=False))
         return 0

@@ -205,46 +205,40 @@ class Store:
         )
         return {r[0]: StoredSource(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
 
+    def _select_in(self, sql: str, values: Iterable[str]) -> Iterator[tuple]:
+        """Run `sql`, whose `{marks}` stands for the placeholders of an IN list, over `values` in
+        batches small enough for SQLite's limit on bound parameters."""
+        db = self._connection()
+        values = list(values)
+        for start in range(0, len(values), 500):
+            batch = values[start : start + 500]
+            yield from db.execute(sql.format(marks=",".join("?" * len(batch))), batch)
+
     def documents_of_sources(self, paths: Iterable[str]) -> dict[str, StoredDocument]:
         """Stored documents read from the given source paths, by document id."""
-        db = self._connection()
-        found: dict[str, StoredDocument] = {}
-        paths = list(paths)
-        for start in range(0, len(paths), 500):
-            batch = paths[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            for r in db.execute(
-                "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at "
-                f"FROM documents WHERE source IN ({marks})",
-                batch,
-            ):
-                found[r[0]] = StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7])
-        return found
+        rows = self._select_in(
+            "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at "
+            "FROM documents WHERE source IN ({marks})",
+            paths,
+        )
+        return {
+            r[0]: StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows
+        }
 
     def chunk_ids_of_documents(self, document_ids: Iterable[str]) -> list[str]:
-        db = self._connection()
-        ids = list(document_ids)
-        out: list[str] = []
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            out += [r[0] for r in db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", batch)]
-        return out
+        return [
+            r[0]
+            for r in self._select_in("SELECT id FROM chunks WHERE document_id IN ({marks})", document_ids)
+        ]
 
     def chunks(self, chunk_ids: Sequence[str]) -> dict[str, ChunkRow]:
         """Chunks by id, joined with their document's source and metadata."""
-        db = self._connection()
-        out: dict[str, ChunkRow] = {}
-        for start in range(0, len(chunk_ids), 500):
-            batch = list(chunk_ids[start : start + 500])
-            marks = ",".join("?" * len(batch))
-            for r in db.execute(
-                "SELECT c.id, c.document_id, c.position, c.text, d.source, d.metadata "
-                f"FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
-                batch,
-            ):
-                out[r[0]] = ChunkRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
-        return out
+        rows = self._select_in(
+            "SELECT c.id, c.document_id, c.position, c.text, d.source, d.metadata "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
+            chunk_ids,
+        )
+        return {r[0]: ChunkRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
 
     def iter_chunks(self) -> Iterator[tuple[str, str]]:
         """(chunk id, text) of every stored chunk, in id order."""
