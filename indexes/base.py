@@ -47,9 +47,12 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> Ranking:
         return Ranking.empty()
     cand_scores = scores[candidates]
     if candidates.size > k:
-        part = np.argpartition(-cand_scores, k - 1)[:k]
-        candidates, cand_scores = candidates[part], cand_scores[part]
-    order = np.lexsort((candidates, -cand_scores))
+        # argpartition alone would keep an arbitrary few of the rows tied at the k-th score; keeping
+        # every row that reaches it and cutting after the sort makes ties go to the lower row.
+        kth = np.partition(cand_scores, candidates.size - k)[candidates.size - k]
+        reach = cand_scores >= kth
+        candidates, cand_scores = candidates[reach], cand_scores[reach]
+    order = np.lexsort((candidates, -cand_scores))[:k]
     return Ranking(candidates[order].astype(np.int64), cand_scores[order])
 
 

@@ -153,6 +153,7 @@ class Ingestor:
 
     def run(self, path: str | os.PathLike[str], rebuild: bool = False) -> IngestReport:
         started = time.time()
+        clock = time.perf_counter()  # durations from a monotonic clock; `started` is a timestamp
         root = Path(path).expanduser()
         if not root.exists():
             raise InputError(f"{str(path)!r} does not exist: give a folder or a file to ingest")
@@ -182,7 +183,7 @@ class Ingestor:
                 self.store.delete_sources(vanished)
                 self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
                 report.generation = current
-                report.seconds = time.time() - started
+                report.seconds = time.perf_counter() - clock
                 self.store.record_ingest(str(root), started, current, report.to_dict())
             return report
 
@@ -215,7 +216,7 @@ class Ingestor:
             self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
             self.store.set_meta("generation", str(number))
             report.generation = number
-            report.seconds = time.time() - started
+            report.seconds = time.perf_counter() - clock
             self.store.record_ingest(str(root), started, number, report.to_dict())
         # Keep the generation just replaced: a reader may still be loading it.
         self.generations.prune(keep={current, number})

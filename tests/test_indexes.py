@@ -9,6 +9,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from indexes.base import top_k
 from indexes.bm25 import BM25Config, BM25Index
 from indexes.dense import DenseConfig, DenseIndex
 from indexes.tfidf import TfidfIndex
@@ -68,6 +69,29 @@ def test_bm25_top_k_matches_rank_bm25_order():
     reference = BM25Okapi([tokenize(t) for t in texts]).get_scores(tokenize("vector token"))
     ranking = build(BM25Index.empty(), texts).search("vector token", 10)
     np.testing.assert_allclose(ranking.scores, np.sort(reference)[::-1][:10], atol=1e-9)
+
+
+def test_top_k_breaks_ties_by_lower_row():
+    scores = np.array([1.0, 3.0, 2.0, 2.0, 2.0, 2.0, 0.5])
+    ranking = top_k(scores, np.arange(7), 3)
+    assert ranking.rows.tolist() == [1, 2, 3]
+    assert ranking.scores.tolist() == [3.0, 2.0, 2.0]
+
+
+def test_a_shorter_search_is_a_prefix_of_a_longer_one():
+    index = build(BM25Index.empty(), random_corpus(300, seed=6))
+    for query in QUERIES:
+        assert index.search(query, 5).rows.tolist() == index.search(query, 10).rows.tolist()[:5]
+
+
+def test_bm25_top_10_set_equals_rank_bm25_with_ties_to_the_lower_row():
+    texts = random_corpus(500, seed=7)
+    tokenize = Tokenizer()
+    reference = BM25Okapi([tokenize(t) for t in texts]).get_scores(tokenize("memory index"))
+    # ragtune ranks only rows holding a query term (rank_bm25 also ranks the rest, at score 0).
+    matching = np.array([i for i, t in enumerate(texts) if {"memory", "index"} & set(tokenize(t))])
+    expected = matching[np.lexsort((matching, -reference[matching]))][:10]
+    assert build(BM25Index.empty(), texts).search("memory index", 10).rows.tolist() == expected.tolist()
 
 
 def test_bm25_update_equals_fresh_build():
