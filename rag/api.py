@@ -49,8 +49,9 @@ class RAG:
     ) -> RAG:
         """Open the index folder at `path`, creating it (with `config`, or the defaults) if it is new.
 
-        An existing folder keeps the index-time settings it was created with; `config` may change only
-        search-time settings (retrieval). `embedder` replaces the configured sentence-transformers model.
+        An existing folder keeps the index-time settings it was created with (`RAGConfig.INDEX_TIME`);
+        `config` may change the others (reader, retrieval) for this session. `embedder` replaces the
+        configured sentence-transformers model.
         """
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -64,7 +65,7 @@ class RAG:
                     f"{folder} was built with other {', '.join(changed)} settings; "
                     "use a new index folder for new settings"
                 )
-            config = dataclasses.replace(saved, retrieval=config.retrieval) if config else saved
+            config = config or saved  # equal to `saved` on every index-time section, checked above
         else:
             config = config or RAGConfig()
             folder.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_for_new_index(args: argparse.Namespace):
     from rag.chunking import ChunkingConfig
-    from rag.config import RAGConfig, ReaderConfig
+    from rag.config import RAGConfig
 
     config = RAGConfig()
     chunking = {}
@@ -104,25 +104,25 @@ def _config_for_new_index(args: argparse.Namespace):
         )
     if getattr(args, "dense_index", None):
         config = dataclasses.replace(config, dense=dataclasses.replace(config.dense, index=args.dense_index))
-    if getattr(args, "max_file_mb", None) is not None:
-        config = dataclasses.replace(config, reader=ReaderConfig(max_file_mb=args.max_file_mb))
     return config
 
 
 def _open(args: argparse.Namespace):
+    """The index at --index: its saved config, or a new one from the new-index options, with this
+    run's --max-file-mb on top."""
     from rag.api import CONFIG_FILE, RAG
+    from rag.config import RAGConfig, ReaderConfig
 
     folder = Path(args.index).expanduser()
     asked = any(
         getattr(args, a, None) is not None
         for a in ("embedding_model", "chunk_size", "chunk_overlap", "dense_index")
     )
-    if (folder / CONFIG_FILE).exists() and not asked:
-        rag = RAG.open(folder)
-        if getattr(args, "max_file_mb", None) is not None:
-            rag.config = dataclasses.replace(rag.config, reader=_config_for_new_index(args).reader)
-        return rag
-    return RAG.open(folder, _config_for_new_index(args))
+    saved = folder / CONFIG_FILE
+    config = RAGConfig.load(saved) if saved.exists() and not asked else _config_for_new_index(args)
+    if getattr(args, "max_file_mb", None) is not None:
+        config = dataclasses.replace(config, reader=ReaderConfig(max_file_mb=args.max_file_mb))
+    return RAG.open(folder, config)
 
 
 def _shown_path(source: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,14 @@ def test_quiet_ingest_draws_no_progress_bars(capsys, corpus, index, tiny_model_d
     )
     assert "6 added" in out
     assert "%|" not in err
+
+
+def test_max_file_mb_applies_to_an_existing_index(capsys, corpus, index, tiny_model_dir):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    (corpus / "big.txt").write_bytes(b"word " * 300_000)
+    code, out, _ = run(capsys, "ingest", str(corpus), "--index", index, "--max-file-mb", "1", "-q", "--json")
+    assert code == 0
+    assert [Path(n["path"]).name for n in json.loads(out)["skipped"]] == ["big.txt"]
 
 
 @pytest.mark.parametrize(

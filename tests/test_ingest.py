@@ -152,6 +152,14 @@ def test_bad_files_are_skipped_with_a_reason_and_the_batch_completes(tmp_path, e
     assert "unsupported file type" in reasons["image.png"]
 
 
+def test_reader_settings_can_change_when_an_index_is_reopened(tmp_path, corpus, embedder):
+    RAG.open(tmp_path / "index", embedder=embedder).ingest(corpus, progress=False)
+    (corpus / "big.txt").write_bytes(b"word " * 300_000)
+    reopened = RAG.open(tmp_path / "index", RAGConfig(reader=ReaderConfig(max_file_mb=1)), embedder=embedder)
+    report = reopened.ingest(corpus, progress=False)
+    assert [Path(n.path).name for n in report.skipped] == ["big.txt"]
+
+
 def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corpus, monkeypatch):
     rag.ingest(corpus, progress=False)
     (corpus / "lora.md").write_text("# LoRA\n\nAn edit the reader will not be allowed to see.")
