@@ -12,6 +12,12 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "RAG": "rag.api",
     "RAGConfig": "rag.config",
+    "Answer": "rag.answer",
+    "AnswerConfig": "rag.answer",
+    "AnswerStream": "rag.answer",
+    "Conversation": "rag.answer",
+    "GeneratorConfig": "rag.llm",
+    "LocalLLM": "rag.llm",
     "ReaderConfig": "rag.config",
     "RetrievalConfig": "rag.config",
     "RagtuneError": "rag.errors",
@@ -30,6 +36,12 @@ _EXPORTS = {
 __all__ = [
     "RAG",
     "RAGConfig",
+    "Answer",
+    "AnswerConfig",
+    "AnswerStream",
+    "Conversation",
+    "GeneratorConfig",
+    "LocalLLM",
     "ReaderConfig",
     "RetrievalConfig",
     "RagtuneError",
@@ -46,10 +58,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rag.answer import Answer, AnswerConfig, AnswerStream, Conversation
     from rag.api import RAG
     from rag.config import RAGConfig, ReaderConfig, RetrievalConfig
     from rag.errors import IndexBusyError, InputError, ModelLoadError, RagtuneError, StoreFormatError
     from rag.ingest import IngestPlan, IngestReport, plan_ingest
+    from rag.llm import GeneratorConfig, LocalLLM
     from rag.schema import Chunk, Document, SearchHit
 
 

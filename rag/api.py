@@ -3,6 +3,7 @@
 rag = RAG.open("./my-index")
 report = rag.ingest("./docs")
 hits = rag.search("how do I merge a LoRA adapter?", k=5, mode="hybrid")
+answer = rag.ask("how do I merge a LoRA adapter?")           # or stream=True for the text as it comes
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
+from rag.answer import Answer, AnswerConfig, Answerer, AnswerStream, Conversation
 from rag.config import RAGConfig
 from rag.errors import IndexBusyError, InputError
 from rag.generations import Generation, Generations
 from rag.ingest import Ingestor, IngestReport
+from rag.llm import GeneratorConfig, LocalLLM
 from rag.retrieval import retrieve
 from rag.schema import SearchHit
 from rag.store import Store
@@ -33,9 +36,20 @@ LOCK_FILE = "write.lock"
 class RAG:
     """One index folder. Safe to search from several threads while another thread or process ingests."""
 
-    def __init__(self, folder: Path, config: RAGConfig, embedder: Embedder | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        config: RAGConfig,
+        embedder: Embedder | None = None,
+        generator: GeneratorConfig | LocalLLM | None = None,
+        answer: AnswerConfig | None = None,
+    ):
         self.folder = folder
         self.config = config
+        self.answer_config = answer or AnswerConfig()
+        self._llm = generator if isinstance(generator, LocalLLM) else None
+        self.generator_config = generator.config if isinstance(generator, LocalLLM) else generator
+        self._llm_lock = threading.Lock()
         self.store = Store(folder / STORE_FILE)
         self.generations = Generations(folder)
         self._embedder = embedder
@@ -45,13 +59,20 @@ class RAG:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], config: RAGConfig | None = None, embedder: Embedder | None = None
+        cls,
+        path: str | os.PathLike[str],
+        config: RAGConfig | None = None,
+        embedder: Embedder | None = None,
+        *,
+        generator: GeneratorConfig | LocalLLM | None = None,
+        answer: AnswerConfig | None = None,
     ) -> RAG:
         """Open the index folder at `path`, creating it (with `config`, or the defaults) if it is new.
 
         An existing folder keeps the index-time settings it was created with (`RAGConfig.INDEX_TIME`);
         `config` may change the others (reader, retrieval) for this session. `embedder` replaces the
-        configured sentence-transformers model.
+        configured sentence-transformers model. `generator` chooses the LLM that `ask` uses (a config,
+        loaded on the first question, or an already loaded `LocalLLM`); `answer` how it is prompted.
         """
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -70,7 +91,7 @@ class RAG:
             config = config or RAGConfig()
             folder.mkdir(parents=True, exist_ok=True)
             config.save(config_path)
-        return cls(folder, config, embedder)
+        return cls(folder, config, embedder, generator, answer)
 
     # -- components -------------------------------------------------------------------------------
 
@@ -79,6 +100,13 @@ class RAG:
             if self._embedder is None:
                 self._embedder = SentenceTransformerEmbedder(self.config.embedding)
             return self._embedder
+
+    def llm(self) -> LocalLLM:
+        """The generator, loaded on first use (the default model takes seconds, not milliseconds)."""
+        with self._llm_lock:
+            if self._llm is None:
+                self._llm = LocalLLM.load(self.generator_config)
+            return self._llm
 
     def _current_generation(self) -> Generation:
         """The generation the store calls current; call inside a store read transaction."""
@@ -148,6 +176,22 @@ class RAG:
             )
             for rank, (c, row) in enumerate(((c, rows[c.chunk_id]) for c in chosen if c.chunk_id in rows), 1)
         ]
+
+    def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
+        """Answer `question` from the indexed documents, citing passages as [1], [2].
+
+        With `stream=True` the result is an `AnswerStream`: iterate over it for the text as it is
+        generated, then read `.answer`. When no chunk is relevant enough the answer is a refusal and the
+        model is not loaded.
+        """
+        return self._answerer().ask(question, stream=stream)
+
+    def conversation(self) -> Conversation:
+        """A chat whose follow-up questions are read with the recent turns."""
+        return Conversation(self._answerer())
+
+    def _answerer(self) -> Answerer:
+        return Answerer(lambda q, k, mode: self.search(q, k=k, mode=mode), self.llm, self.answer_config)
 
     def status(self) -> dict[str, Any]:
         """Counts, the current generation, the last ingest and the models in use."""

@@ -79,9 +79,91 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", parents=[common], help="documents, chunks, generation, last ingest, models")
 
+    ask = commands.add_parser("ask", parents=[common], help="answer a question from the indexed documents")
+    ask.add_argument("question", help="what to ask")
+    _generator_arguments(ask)
+    ask.add_argument("-k", type=int, help="passages given to the model (default 3)")
+    ask.add_argument(
+        "--mode", choices=("bm25", "tfidf", "dense", "hybrid"), help="retriever (default hybrid)"
+    )
+    ask.add_argument("--min-score", type=float, help="dense cosine a passage needs to count (default 0.3)")
+    ask.add_argument("--max-new-tokens", type=int, help="longest answer in tokens (default 256)")
+    ask.add_argument("--no-stream", action="store_true", help="print the answer when it is complete")
+
+    finetune = commands.add_parser(
+        "finetune",
+        parents=[common],
+        help="train a LoRA/QLoRA adapter on Q&A pairs or on the indexed documents",
+    )
+    data = finetune.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--data", help="JSONL of question/answer pairs (or instruction/output, prompt/completion, messages)"
+    )
+    data.add_argument(
+        "--from-store", action="store_true", help="train on the chunks of --index (continued pre-training)"
+    )
+    finetune.add_argument("--out", required=True, help="adapter folder to write")
+    finetune.add_argument("--model", help="base model: 'default', a HF folder, a .gguf file or a cached name")
+    finetune.add_argument(
+        "--quantization", choices=("auto", "nf4", "none"), help="nf4 = QLoRA, none = LoRA (auto: nf4 on CUDA)"
+    )
+    finetune.add_argument("--r", type=int, help="LoRA rank (default 8)")
+    finetune.add_argument("--alpha", type=int, help="LoRA alpha (default 16)")
+    finetune.add_argument("--dropout", type=float, help="LoRA dropout (default 0.05)")
+    finetune.add_argument(
+        "--target-modules", help="comma-separated module names, or all-linear (default q_proj,v_proj)"
+    )
+    finetune.add_argument("--init-lora-weights", help="true, gaussian, loftq, pissa, olora, eva or false")
+    finetune.add_argument("--lr", type=float, help="learning rate (default 2e-4)")
+    finetune.add_argument("--epochs", type=float, help="passes over the data (default 1)")
+    finetune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    finetune.add_argument("--batch-size", type=int, help="examples per forward pass (default 4)")
+    finetune.add_argument("--grad-accumulation", type=int, help="forward passes per step (default 1)")
+    finetune.add_argument("--max-length", type=int, help="tokens per example (default 256)")
+    finetune.add_argument("--eval-every", type=int, help="steps between eval-loss checks (default 20)")
+    finetune.add_argument("--save-every", type=int, help="steps between checkpoints (default 50)")
+    finetune.add_argument("--seed", type=int, help="seed of split, shuffle and init (default 0)")
+    finetune.add_argument(
+        "--skip-bad-lines", action="store_true", help="train on the good lines, list the bad"
+    )
+    finetune.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out, start over")
+
+    merge = commands.add_parser(
+        "merge", parents=[common], help="fold an adapter into its base: a standalone model"
+    )
+    merge.add_argument("adapter", help="adapter folder from ragtune finetune")
+    merge.add_argument("--out", required=True, help="folder for the merged model (must not exist)")
+
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="size, load time, latency, memory and perplexity of models side by side",
+    )
+    compare.add_argument("models", nargs="+", help="'base', model folders, adapter folders or .gguf files")
+    compare.add_argument("--base", default="default", help="what 'base' means (default: the default model)")
+    compare.add_argument("--runs", type=int, default=10, help="timed generations per model (default 10)")
+    compare.add_argument(
+        "--new-tokens", type=int, default=32, help="tokens per timed generation (default 32)"
+    )
+    compare.add_argument(
+        "--quantization", choices=("auto", "nf4", "int8", "none"), default="none", help="load every model so"
+    )
+    compare.add_argument(
+        "--text", help="held-out text file for perplexity (default: the sample corpus pages)"
+    )
+    compare.add_argument("--report", default="compare.json", help="JSON report file (default compare.json)")
+
     demo = commands.add_parser("demo", parents=[common], help="index the bundled sample corpus and search it")
     demo.set_defaults(index=os.environ.get("RAGTUNE_DEMO_INDEX", DEMO_INDEX))
     return parser
+
+
+def _generator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="'default', a HF model folder, a .gguf file or a cached model name")
+    parser.add_argument("--adapter", help="LoRA adapter folder to attach")
+    parser.add_argument(
+        "--quantization", choices=("auto", "nf4", "int8", "none"), help="auto: nf4 on CUDA, none on CPU"
+    )
 
 
 def _config_for_new_index(args: argparse.Namespace):
@@ -236,7 +318,193 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": _cmd_ingest, "search": _cmd_search, "status": _cmd_status, "demo": _cmd_demo}
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from rag.answer import AnswerConfig
+    from rag.llm import GeneratorConfig
+
+    rag = _open_existing(args)
+    generator = GeneratorConfig(
+        **{
+            k: v
+            for k, v in (
+                ("model", args.model),
+                ("adapter", args.adapter),
+                ("quantization", args.quantization),
+                ("max_new_tokens", args.max_new_tokens),
+            )
+            if v is not None
+        }
+    )
+    answer_config = AnswerConfig()
+    answer_config = dataclasses.replace(
+        answer_config,
+        k=args.k or answer_config.k,
+        mode=args.mode,
+        min_scores={**answer_config.min_scores, "dense": args.min_score}
+        if args.min_score is not None
+        else answer_config.min_scores,
+    )
+    rag.generator_config, rag.answer_config = generator, answer_config
+    if args.json or args.no_stream:
+        answer = rag.ask(args.question)
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+            return 0
+        print(answer.text)
+    else:
+        stream = rag.ask(args.question, stream=True)
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        answer = stream.answer
+    _print_sources(answer)
+    return 0
+
+
+def _print_sources(answer) -> None:
+    if not answer.sources:
+        print(f"({answer.reason})", file=sys.stderr)
+        return
+    print("\nSources:")
+    for n, hit in enumerate(answer.sources, 1):
+        mark = "*" if n in answer.citations else " "
+        title = hit.metadata.get("title")
+        print(
+            f" {mark}[{n}] {_shown_path(hit.source)}"
+            + (f" — {title}" if title else "")
+            + f" (chunk {hit.position})"
+        )
+    if answer.sources and not answer.citations and not answer.refused:
+        print("  (the answer cites no passage: check it against the sources)")
+
+
+def _finetune_config(args: argparse.Namespace):
+    from finetune.config import FinetuneConfig
+
+    values: dict[str, Any] = {}
+    for name in (
+        "model",
+        "quantization",
+        "r",
+        "alpha",
+        "dropout",
+        "lr",
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "grad_accumulation",
+        "max_length",
+        "eval_every",
+        "save_every",
+        "seed",
+    ):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.target_modules:
+        values["target_modules"] = (
+            "all-linear"
+            if args.target_modules == "all-linear"
+            else [m.strip() for m in args.target_modules.split(",") if m.strip()]
+        )
+    if args.init_lora_weights is not None:
+        flag = args.init_lora_weights.lower()
+        values["init_lora_weights"] = {"true": True, "false": False}.get(flag, flag)
+    return FinetuneConfig(**values)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from finetune.train import finetune
+
+    config = _finetune_config(args)
+    if args.from_store and not (Path(args.index).expanduser() / "store.sqlite").exists():
+        raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
+    result = finetune(
+        config,
+        args.out,
+        data=args.data,
+        index=args.index if args.from_store else None,
+        skip_bad_lines=args.skip_bad_lines,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    first, final = result.first_eval_loss, result.final_eval_loss
+    print(f"adapter written to {result.adapter}")
+    print(
+        f"  {result.steps} steps on {result.train_examples} examples ({result.quantization}, {result.device}, "
+        f"{result.optimizer}), {result.seconds:.1f} s, {result.seconds_per_step:.2f} s/step, "
+        f"peak memory {result.peak_memory_mb:.0f} MB"
+    )
+    if first is not None and final is not None:
+        print(f"  eval loss {first:.3f} -> {final:.3f} on {result.eval_examples} held-out examples")
+    if result.resumed_from:
+        print(f"  resumed from the checkpoint at step {result.resumed_from}")
+    from finetune.config import FinetuneConfig
+
+    _config, run = FinetuneConfig.load(Path(result.adapter))
+    for problem in run.get("data", {}).get("problems", []):
+        print(f"  skipped {problem}")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from finetune.merge import merge
+
+    result = merge(args.adapter, args.out)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(
+            f"merged {result.adapter} into {result.base}: {result.out} ({result.size_mb:.0f} MB, {result.seconds:.1f} s)"
+        )
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from finetune.compare import CompareConfig, compare, default_heldout_text, table
+
+    config = CompareConfig(runs=args.runs, new_tokens=args.new_tokens, quantization=args.quantization)
+    if args.text:
+        try:
+            text = Path(args.text).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RagtuneError(f"cannot read --text {args.text}: {exc}") from exc
+    else:
+        text = default_heldout_text()
+    specs = [args.base if m == "base" else m for m in args.models]
+    with tempfile.TemporaryDirectory(prefix="ragtune-compare-") as workdir:
+        results = []
+        for spec in specs:
+            print(f"measuring {spec} ...", file=sys.stderr, flush=True)
+            results.extend(compare([spec], config, text, Path(workdir)))
+    report = {
+        "config": dataclasses.asdict(config),
+        "prompt_tokens_note": "chat prompt, greedy",
+        "models": [r.to_dict() for r in results],
+    }
+    Path(args.report).write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(results, config.runs))
+        print(f"\n(report written to {args.report})", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "ingest": _cmd_ingest,
+    "search": _cmd_search,
+    "status": _cmd_status,
+    "ask": _cmd_ask,
+    "finetune": _cmd_finetune,
+    "merge": _cmd_merge,
+    "compare": _cmd_compare,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,121 @@
+"""The one config of a fine-tuning run, saved beside the adapter it produced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rag.errors import InputError
+
+FINETUNE_FORMAT = 1
+CONFIG_FILE = "ragtune_finetune.json"
+INIT_LORA_WEIGHTS = ("gaussian", "loftq", "pissa", "olora", "eva", True, False)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """LoRA / QLoRA training settings. Defaults follow the QLoRA paper's small-model recipe, scaled down
+    for CPU (r=8, alpha=16, q_proj + v_proj)."""
+
+    model: str = field(default="default", metadata={"help": "Base model: as GeneratorConfig.model."})
+    quantization: str = field(
+        default="auto",
+        metadata={
+            "help": "nf4: QLoRA (4-bit base, prepare_model_for_kbit_training, paged AdamW on CUDA); "
+            "none: plain LoRA on a full-precision base; auto: nf4 on CUDA, none on CPU."
+        },
+    )
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator: updates scale by alpha / r."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        metadata={"help": "Module names to adapt, or 'all-linear' for every linear layer but the head."},
+    )
+    init_lora_weights: bool | str = field(
+        default=True,
+        metadata={
+            "help": "True: B = 0 so training starts from the base model; 'gaussian'; 'loftq' (initialise "
+            "against the quantization error; used with quantization='none', the base is quantized by "
+            "LoftQ itself); False: random B (for tests)."
+        },
+    )
+    lr: float = field(default=2e-4, metadata={"help": "Peak learning rate (constant after warmup)."})
+    warmup_steps: int = field(default=10, metadata={"help": "Linear warmup from 0 to lr."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps."})
+    batch_size: int = field(default=4, metadata={"help": "Examples per forward pass."})
+    grad_accumulation: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
+    max_length: int = field(default=256, metadata={"help": "Tokens per example; longer ones are cut."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for eval loss."})
+    eval_every: int = field(default=20, metadata={"help": "Optimizer steps between eval-loss checks."})
+    save_every: int = field(default=50, metadata={"help": "Optimizer steps between checkpoints."})
+    seed: int = field(default=0, metadata={"help": "Seeds the split, shuffling and LoRA init."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Trade compute for memory (turned on for QLoRA, as peft does)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("auto", "nf4", "none"):
+            raise InputError(
+                f"quantization={self.quantization!r}: training supports nf4 (QLoRA), none (LoRA) or auto"
+            )
+        positive = {
+            "r": self.r,
+            "alpha": self.alpha,
+            "batch_size": self.batch_size,
+            "grad_accumulation": self.grad_accumulation,
+            "max_length": self.max_length,
+            "eval_every": self.eval_every,
+            "save_every": self.save_every,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{name}={value!r}: must be a whole number >= 1")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"dropout={self.dropout}: must be in [0, 1)")
+        if self.lr <= 0 or self.epochs <= 0:
+            raise InputError(f"lr={self.lr}, epochs={self.epochs}: both must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps={self.max_steps}: must be >= 1 (or None for whole epochs)")
+        if not 0 <= self.eval_fraction < 1:
+            raise InputError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
+        if self.init_lora_weights not in INIT_LORA_WEIGHTS:
+            raise InputError(
+                f"init_lora_weights={self.init_lora_weights!r}: use one of {', '.join(map(str, INIT_LORA_WEIGHTS))}"
+            )
+        if self.init_lora_weights == "loftq" and self.quantization == "nf4":
+            raise InputError(
+                "init_lora_weights='loftq' quantizes the base itself: use it with quantization='none'"
+            )
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            raise InputError(f"target_modules={self.target_modules!r}: a list of names, or 'all-linear'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"finetune config has unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, folder: Path, run: dict[str, Any]) -> None:
+        """Write this config and what the run did (`run`: base path, data, losses) beside the adapter."""
+        data = {"format": FINETUNE_FORMAT, "config": self.to_dict(), "run": run}
+        (folder / CONFIG_FILE).write_text(json.dumps(data, indent=2, default=str))
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[FinetuneConfig, dict[str, Any]]:
+        path = folder / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from exc
+        if data.get("format") != FINETUNE_FORMAT:
+            raise InputError(f"{path}: format {data.get('format')}, this ragtune reads {FINETUNE_FORMAT}")
+        return cls.from_dict(data["config"]), data.get("run", {})

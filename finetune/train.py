@@ -1,0 +1,318 @@
+"""LoRA and QLoRA training in one loop that reads top to bottom: load, wrap, get_lr, evaluate, step,
+checkpoint. A run interrupted at any point resumes from its last checkpoint with the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import CONFIG_FILE, FinetuneConfig
+from finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
+from rag.errors import InputError
+from rag.llm import (
+    ModelSource,
+    choose_device,
+    choose_quantization,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
+
+CHECKPOINT = "checkpoint"
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter: str
+    base: str
+    quantization: str
+    device: str
+    optimizer: str
+    steps: int
+    trainable_parameters: int
+    train_examples: int
+    eval_examples: int
+    first_eval_loss: float | None
+    final_eval_loss: float | None
+    losses: list[float]  # mean training loss of every optimizer step, this run and resumed ones
+    eval_losses: list[tuple[int, float]]
+    seconds: float
+    seconds_per_step: float
+    peak_memory_mb: float
+    resumed_from: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak RSS of this process on CPU; peak allocated tensor memory on CUDA."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # macOS reports bytes
+
+
+def lr_at(step: int, config: FinetuneConfig) -> float:
+    """Linear warmup to `lr`, then constant: short LoRA runs gain nothing from a decay schedule."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / (config.warmup_steps + 1)
+    return config.lr
+
+
+def batches_of_epoch(n_examples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The example indices of each micro-batch in `epoch`: a fixed shuffle per (seed, epoch), so a
+    resumed run sees exactly the batches the interrupted one would have."""
+    order = list(range(n_examples))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
+
+
+def total_steps(n_train: int, config: FinetuneConfig) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_epoch = math.ceil(n_train / config.batch_size) / config.grad_accumulation
+    return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def lora_config(config: FinetuneConfig):
+    from peft import LoraConfig
+
+    kwargs: dict[str, Any] = {}
+    if config.init_lora_weights == "loftq":
+        from peft import LoftQConfig
+
+        kwargs["loftq_config"] = LoftQConfig(loftq_bits=4)
+    return LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        init_lora_weights=config.init_lora_weights,
+        task_type="CAUSAL_LM",
+        **kwargs,
+    )
+
+
+def make_optimizer(params, config: FinetuneConfig, device: str, quantization: str):
+    """Paged AdamW (bitsandbytes) on CUDA, where optimizer state can page out to host memory during a
+    spike; plain torch AdamW on CPU, where there is nothing to page to."""
+    if device == "cuda":
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.PagedAdamW32bit(params, lr=config.lr, weight_decay=0.0), "paged_adamw_32bit"
+        except ImportError:
+            pass
+    import torch
+
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0), "adamw_torch"
+
+
+def evaluate(model, examples: list[Example], batch_size: int, pad_id: int) -> float | None:
+    """Mean loss per answer token over the held-out examples."""
+    import torch
+
+    if not examples:
+        return None
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            batch = {k: v.to(model.device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    model.train()
+    return total / max(tokens, 1)
+
+
+def _save_checkpoint(model, optimizer, out: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = out / f".{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
+    (tmp / "state.json").write_text(json.dumps(state))
+    old = out / CHECKPOINT
+    if old.exists():
+        shutil.rmtree(old)
+    tmp.rename(old)
+
+
+def _load_checkpoint(model, optimizer, out: Path, config: FinetuneConfig) -> dict[str, Any] | None:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = out / CHECKPOINT
+    if not (folder / "state.json").is_file():
+        return None
+    state = json.loads((folder / "state.json").read_text())
+    if state["config"] != config.to_dict():
+        raise InputError(
+            f"{out} holds a checkpoint from a run with other settings; use a new --out, or --no-resume "
+            "to start over"
+        )
+    set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    saved = torch.load(folder / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    return state
+
+
+def train(
+    config: FinetuneConfig,
+    source: ModelSource,
+    tokenizer,
+    dataset: Dataset,
+    out: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from tqdm.auto import tqdm
+
+    out = Path(out).expanduser()
+    if (out / "adapter_config.json").is_file() and not (out / CHECKPOINT).exists():
+        raise InputError(f"{out} already holds a trained adapter; pass a new --out")
+    if not resume and (out / CHECKPOINT).exists():
+        shutil.rmtree(out / CHECKPOINT)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    device = choose_device("auto")
+    quantization = choose_quantization(config.quantization, device)
+    if quantization == "int8":
+        raise InputError("training supports quantization nf4 or none")
+
+    model = load_model(source, quantization, device)
+    if quantization != "none":
+        # Casts norms to fp32 and makes the frozen 4-bit base pass gradients to the adapters.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing or device == "cuda"
+        )
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(config))
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer, optimizer_name = make_optimizer(trainable, config, device, quantization)
+
+    train_set, eval_set = split(dataset.examples, config.eval_fraction, config.seed)
+    if not train_set:
+        raise InputError(f"{dataset.source}: too few examples to train ({len(dataset.examples)})")
+    steps = total_steps(len(train_set), config)
+    state = _load_checkpoint(model, optimizer, out, config) if resume else None
+    step = state["step"] if state else 0
+    losses: list[float] = state["losses"] if state else []
+    eval_losses: list[tuple[int, float]] = [tuple(x) for x in state["eval_losses"]] if state else []
+    pad_id = tokenizer.pad_token_id
+    if not eval_losses and eval_set:
+        eval_losses.append((0, evaluate(model, eval_set, config.batch_size, pad_id)))
+
+    bar = tqdm(total=steps, initial=step, desc="training", unit="step", disable=not progress)
+    micro = step * config.grad_accumulation  # micro-batches already consumed
+    per_epoch = len(batches_of_epoch(len(train_set), config.batch_size, config.seed, 0))
+    step_seconds: list[float] = []
+    while step < steps:
+        t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        step_loss = 0.0
+        for _ in range(config.grad_accumulation):
+            epoch, index = divmod(micro, per_epoch)
+            rows = batches_of_epoch(len(train_set), config.batch_size, config.seed, epoch)[index]
+            batch = {k: v.to(model.device) for k, v in collate([train_set[r] for r in rows], pad_id).items()}
+            loss = model(**batch).loss / config.grad_accumulation
+            loss.backward()
+            step_loss += float(loss.detach())
+            micro += 1
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(step_loss)
+        step_seconds.append(time.perf_counter() - t0)
+        if eval_set and (step % config.eval_every == 0 or step == steps):
+            eval_losses.append((step, evaluate(model, eval_set, config.batch_size, pad_id)))
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.3f}", eval=f"{eval_losses[-1][1]:.3f}" if eval_losses else "-")
+        if step % config.save_every == 0 and step < steps:
+            _save_checkpoint(
+                model,
+                optimizer,
+                out,
+                {"step": step, "config": config.to_dict(), "losses": losses, "eval_losses": eval_losses},
+            )
+    bar.close()
+
+    # The adapter names the folder its base loads from, so plain peft can load it as well as ragtune.
+    model.peft_config["default"].base_model_name_or_path = (
+        str(Path(source.path).resolve()) if Path(source.path).exists() else source.path
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    result = TrainResult(
+        adapter=str(out),
+        base=source.path,
+        quantization=quantization,
+        device=device,
+        optimizer=optimizer_name,
+        steps=step,
+        trainable_parameters=sum(p.numel() for p in trainable),
+        train_examples=len(train_set),
+        eval_examples=len(eval_set),
+        first_eval_loss=eval_losses[0][1] if eval_losses else None,
+        final_eval_loss=eval_losses[-1][1] if eval_losses else None,
+        losses=losses,
+        eval_losses=eval_losses,
+        seconds=time.perf_counter() - started,
+        seconds_per_step=sum(step_seconds) / len(step_seconds) if step_seconds else 0.0,
+        peak_memory_mb=peak_memory_mb(device),
+        resumed_from=state["step"] if state else 0,
+    )
+    config.save(out, {"base_model": config.model, "data": dataset.to_dict(), **result.to_dict()})
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    return result
+
+
+def finetune(
+    config: FinetuneConfig,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    index: str | Path | None = None,
+    skip_bad_lines: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train an adapter on question/answer JSONL (`data`) or on an index's chunks (`index`)."""
+    if (data is None) == (index is None):
+        raise InputError("give training data: either a JSONL file (--data) or an index (--from-store)")
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source.path)
+    if data is not None:
+        dataset = load_qa_jsonl(data, tokenizer, config.max_length, skip_bad_lines=skip_bad_lines)
+    else:
+        dataset = load_store_chunks(index, tokenizer, config.max_length)
+    return train(config, source, tokenizer, dataset, out, resume=resume, progress=progress)
+
+
+__all__ = ["CONFIG_FILE", "TrainResult", "finetune", "train"]

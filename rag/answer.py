@@ -1,0 +1,285 @@
+"""Answering from retrieved chunks: which chunks are relevant enough, the numbered prompt, citations,
+refusals, and the window of recent turns a follow-up question is read with.
+
+The model is only reached through `LLM.generate` / `LLM.stream`, so everything here is testable with a
+tiny model or a fake one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rag.errors import InputError
+from rag.schema import SearchHit
+
+SYSTEM_PROMPT = (
+    "Answer from the context only. Cite passages as [1], [2]. "
+    "If the context lacks the answer, say: I don't know."
+)
+INSTRUCTION = "Answer in one or two sentences."
+REFUSAL = "I don't know: the answer is not in the indexed documents."
+# Phrases with which the model says the context lacks the answer (the system prompt asks it for one).
+REFUSAL_PATTERN = re.compile(
+    r"\b(i do ?n[o']t know|i don't have|not in the (documents|context|passages)|"
+    r"(context|documents|passages) (does|do) not (contain|say|mention)|no information)",
+    re.IGNORECASE,
+)
+CITATION_PATTERN = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """How a question becomes a prompt, and when the answer is a refusal instead."""
+
+    k: int = field(default=3, metadata={"help": "Chunks retrieved per question."})
+    mode: str | None = field(default=None, metadata={"help": "Retriever; None uses the index's default."})
+    min_scores: dict[str, float] = field(
+        default_factory=lambda: {"dense": 0.3},
+        metadata={
+            "help": "Relevance thresholds per retriever (dense: cosine similarity; bm25: Okapi score; "
+            "tfidf: cosine). A chunk is relevant when every thresholded retriever that took part in the "
+            "search scored it at least this much; with no relevant chunk the answer is a refusal and "
+            "the model is not called. On the sample corpus all-MiniLM-L6-v2 gives answerable questions "
+            "a best chunk of 0.38-0.67 and off-topic ones 0.05-0.20; BM25 scores separated them poorly."
+        },
+    )
+    max_context_tokens: int = field(
+        default=600,
+        metadata={
+            "help": "Token budget for the numbered passages; later ones are cut. Small models lose the "
+            "question in long contexts: SmolLM2-135M answered the sample questions best at ~600."
+        },
+    )
+    history_turns: int = field(
+        default=3, metadata={"help": "Earlier question/answer pairs kept in the prompt."}
+    )
+    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "Instructions given to the model."})
+    instruction: str = field(default=INSTRUCTION, metadata={"help": "Appended after the question."})
+    refusal: str = field(default=REFUSAL, metadata={"help": "The answer when no chunk is relevant."})
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise InputError(f"k={self.k}: must be >= 1")
+        if self.history_turns < 0:
+            raise InputError(f"history_turns={self.history_turns}: must be >= 0")
+        if self.max_context_tokens < 16:
+            raise InputError(f"max_context_tokens={self.max_context_tokens}: must be >= 16")
+        unknown = set(self.min_scores) - {"bm25", "tfidf", "dense"}
+        if unknown:
+            raise InputError(f"min_scores for {sorted(unknown)}: only bm25, tfidf and dense have scores")
+
+
+class LLM(Protocol):
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> str: ...
+
+    def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer, the numbered passages it was given (`sources[n-1]` is passage [n]), and which of them
+    it cited."""
+
+    question: str
+    text: str
+    sources: list[SearchHit]
+    citations: list[int]
+    refused: bool
+    reason: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "reason": self.reason,
+            "citations": self.citations,
+            "sources": [{"n": n, **hit.to_dict()} for n, hit in enumerate(self.sources, 1)],
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str
+
+
+def relevant(hits: list[SearchHit], min_scores: dict[str, float]) -> list[SearchHit]:
+    """The hits every thresholded retriever that took part in the search scored at or above its
+    threshold. A hit missing from such a retriever's candidates fails it: it ranked below them all."""
+    took_part = {kind for hit in hits for kind in hit.scores}
+    judges = {kind: floor for kind, floor in min_scores.items() if kind in took_part}
+    return [
+        hit
+        for hit in hits
+        if all(hit.scores.get(kind, float("-inf")) >= floor for kind, floor in judges.items())
+    ]
+
+
+def citations(text: str, passages: int) -> list[int]:
+    """Passage numbers cited as [n] in `text`, first-cited first; numbers with no passage are ignored."""
+    seen: list[int] = []
+    for match in CITATION_PATTERN.finditer(text):
+        n = int(match.group(1))
+        if 1 <= n <= passages and n not in seen:
+            seen.append(n)
+    return seen
+
+
+def is_refusal(text: str) -> bool:
+    return bool(REFUSAL_PATTERN.search(text))
+
+
+def _passage_heading(n: int, hit: SearchHit) -> str:
+    title = hit.metadata.get("title") or hit.source.rsplit("/", 1)[-1]
+    return f"[{n}] {title}"
+
+
+def fit_passages(hits: list[SearchHit], budget: int, count_tokens: Callable[[str], int]) -> list[str]:
+    """Numbered passages, best first, cut so their tokens stay within `budget` (the last one that does
+    not fit whole is shortened by words; later ones are dropped)."""
+    passages: list[str] = []
+    used = 0
+    for n, hit in enumerate(hits, 1):
+        text = f"{_passage_heading(n, hit)}\n{' '.join(hit.text.split())}"
+        cost = count_tokens(text)
+        if used + cost > budget:
+            words = text.split(" ")
+            keep = int(len(words) * (budget - used) / max(cost, 1))
+            if keep >= 8:
+                passages.append(" ".join(words[:keep]) + " …")
+            break
+        passages.append(text)
+        used += cost
+    return passages
+
+
+def build_messages(
+    question: str, passages: list[str], history: list[Turn], config: AnswerConfig
+) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": config.system_prompt}]
+    for turn in history[-config.history_turns :] if config.history_turns else []:
+        messages.append({"role": "user", "content": turn.question})
+        messages.append({"role": "assistant", "content": turn.answer})
+    context = "\n\n".join(passages)
+    messages.append(
+        {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {question}\n{config.instruction}"}
+    )
+    return messages
+
+
+def search_query(question: str, history: list[Turn], config: AnswerConfig) -> str:
+    """What to retrieve with: a follow-up ("and its default?") is searched together with the previous
+    question, which usually names the subject it leaves out."""
+    if history and config.history_turns:
+        return f"{history[-1].question} {question}"
+    return question
+
+
+class AnswerStream:
+    """Iterate to get the answer's text as it is generated; `.answer` holds the whole `Answer` after."""
+
+    def __init__(self, pieces: Iterator[str], finish: Callable[[str], Answer]):
+        self._pieces = pieces
+        self._finish = finish
+        self._answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._answer is not None:
+            raise RuntimeError("this answer was already streamed; read .answer")
+        text: list[str] = []
+        for piece in self._pieces:
+            text.append(piece)
+            yield piece
+        self._answer = self._finish("".join(text))
+
+    @property
+    def answer(self) -> Answer:
+        if self._answer is None:
+            raise RuntimeError("iterate over the stream first; .answer is ready when it ends")
+        return self._answer
+
+
+class Answerer:
+    """Question in, `Answer` out: retrieve, keep what is relevant, prompt, generate, check citations."""
+
+    def __init__(
+        self,
+        search: Callable[[str, int, str | None], list[SearchHit]],
+        llm: Callable[[], LLM],
+        config: AnswerConfig | None = None,
+    ):
+        self.search = search
+        self.llm = llm  # called on first use, so a refusal never waits for the model to load
+        self.config = config or AnswerConfig()
+
+    def ask(
+        self, question: str, *, history: list[Turn] | None = None, stream: bool = False
+    ) -> Answer | AnswerStream:
+        history = history or []
+        started = time.perf_counter()
+        hits = self.search(search_query(question, history, self.config), self.config.k, self.config.mode)
+        chosen = relevant(hits, self.config.min_scores)
+        if not chosen:
+            reason = (
+                "no indexed chunk matches the question"
+                if not hits
+                else "no chunk reached the relevance threshold"
+            )
+            refusal = Answer(
+                question, self.config.refusal, [], [], True, reason, time.perf_counter() - started
+            )
+            return AnswerStream(iter([refusal.text]), lambda _text: refusal) if stream else refusal
+        llm = self.llm()
+        passages = fit_passages(chosen, self.config.max_context_tokens, llm.count_tokens)
+        sources = chosen[: len(passages)]
+        messages = build_messages(question, passages, history, self.config)
+
+        def finish(text: str) -> Answer:
+            text = text.strip()
+            refused = is_refusal(text)
+            return Answer(
+                question=question,
+                text=text,
+                sources=sources,
+                citations=citations(text, len(sources)),
+                refused=refused,
+                reason="the model found no answer in the passages" if refused else "",
+                seconds=time.perf_counter() - started,
+            )
+
+        if stream:
+            return AnswerStream(llm.stream(messages), finish)
+        return finish(llm.generate(messages))
+
+
+class Conversation:
+    """Follow-up questions: each answer is asked with the last `history_turns` turns."""
+
+    def __init__(self, answerer: Answerer):
+        self.answerer = answerer
+        self.turns: list[Turn] = []
+
+    def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
+        window = (
+            self.turns[-self.answerer.config.history_turns :] if self.answerer.config.history_turns else []
+        )
+        result = self.answerer.ask(question, history=window, stream=stream)
+        if isinstance(result, AnswerStream):
+            return AnswerStream(iter(result), lambda _text: self._remember(result.answer))
+        return self._remember(result)
+
+    def _remember(self, answer: Answer) -> Answer:
+        self.turns.append(Turn(answer.question, answer.text))
+        return answer
+
+    def reset(self) -> None:
+        self.turns.clear()
