@@ -11,6 +11,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,13 @@ def train(
     *,
     resume: bool = True,
     progress: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
+    """Train a LoRA adapter on `dataset` and write it to `out`.
+
+    `on_step(step, total, loss)` is called after every optimizer step (a UI's progress bar; raising
+    there stops the run, which resumes from the last checkpoint next time).
+    """
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
     from tqdm.auto import tqdm
@@ -261,6 +268,8 @@ def train(
                 out,
                 {"step": step, "config": config.to_dict(), "losses": losses, "eval_losses": eval_losses},
             )
+        if on_step is not None:
+            on_step(step, steps, step_loss)
     bar.close()
 
     # The adapter names the folder its base loads from, so plain peft can load it as well as ragtune.
@@ -302,6 +311,7 @@ def finetune(
     skip_bad_lines: bool = False,
     resume: bool = True,
     progress: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
     """Train an adapter on question/answer JSONL (`data`) or on an index's chunks (`index`)."""
     if (data is None) == (index is None):
@@ -312,7 +322,7 @@ def finetune(
         dataset = load_qa_jsonl(data, tokenizer, config.max_length, skip_bad_lines=skip_bad_lines)
     else:
         dataset = load_store_chunks(index, tokenizer, config.max_length)
-    return train(config, source, tokenizer, dataset, out, resume=resume, progress=progress)
+    return train(config, source, tokenizer, dataset, out, resume=resume, progress=progress, on_step=on_step)
 
 
 __all__ = ["CONFIG_FILE", "TrainResult", "finetune", "train"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexes.embedding import Embedder, SentenceTransformerEmbedder
-from rag.answer import Answer, AnswerConfig, Answerer, AnswerStream, Conversation
+from rag.answer import LLM, Answer, AnswerConfig, Answerer, AnswerStream, Conversation
 from rag.config import RAGConfig
 from rag.errors import IndexBusyError, InputError
 from rag.generations import Generation, Generations
@@ -41,14 +41,15 @@ class RAG:
         folder: Path,
         config: RAGConfig,
         embedder: Embedder | None = None,
-        generator: GeneratorConfig | LocalLLM | None = None,
+        generator: GeneratorConfig | LLM | None = None,
         answer: AnswerConfig | None = None,
     ):
         self.folder = folder
         self.config = config
         self.answer_config = answer or AnswerConfig()
-        self._llm = generator if isinstance(generator, LocalLLM) else None
-        self.generator_config = generator.config if isinstance(generator, LocalLLM) else generator
+        # A config is loaded on the first question; anything else is an LLM already loaded (or a fake).
+        self._llm = None if generator is None or isinstance(generator, GeneratorConfig) else generator
+        self.generator_config = generator if isinstance(generator, GeneratorConfig) else None
         self._llm_lock = threading.Lock()
         self.store = Store(folder / STORE_FILE)
         self.generations = Generations(folder)
@@ -64,7 +65,7 @@ class RAG:
         config: RAGConfig | None = None,
         embedder: Embedder | None = None,
         *,
-        generator: GeneratorConfig | LocalLLM | None = None,
+        generator: GeneratorConfig | LLM | None = None,
         answer: AnswerConfig | None = None,
     ) -> RAG:
         """Open the index folder at `path`, creating it (with `config`, or the defaults) if it is new.
@@ -72,7 +73,8 @@ class RAG:
         An existing folder keeps the index-time settings it was created with (`RAGConfig.INDEX_TIME`);
         `config` may change the others (reader, retrieval) for this session. `embedder` replaces the
         configured sentence-transformers model. `generator` chooses the LLM that `ask` uses (a config,
-        loaded on the first question, or an already loaded `LocalLLM`); `answer` how it is prompted.
+        loaded on the first question, or an already loaded `LocalLLM`, or anything with its `generate`,
+        `stream` and `count_tokens`); `answer` how it is prompted.
         """
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -101,7 +103,7 @@ class RAG:
                 self._embedder = SentenceTransformerEmbedder(self.config.embedding)
             return self._embedder
 
-    def llm(self) -> LocalLLM:
+    def llm(self) -> LLM:
         """The generator, loaded on first use (the default model takes seconds, not milliseconds)."""
         with self._llm_lock:
             if self._llm is None:

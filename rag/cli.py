@@ -189,7 +189,7 @@ def _config_for_new_index(args: argparse.Namespace):
     return config
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, **components: Any):
     """The index at --index: its saved config, or a new one from the new-index options, with this
     run's --max-file-mb on top."""
     from rag.api import CONFIG_FILE, RAG
@@ -204,7 +204,7 @@ def _open(args: argparse.Namespace):
     config = RAGConfig.load(saved) if saved.exists() and not asked else _config_for_new_index(args)
     if getattr(args, "max_file_mb", None) is not None:
         config = dataclasses.replace(config, reader=ReaderConfig(max_file_mb=args.max_file_mb))
-    return RAG.open(folder, config)
+    return RAG.open(folder, config, **components)
 
 
 def _shown_path(source: str) -> str:
@@ -257,12 +257,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_existing(args: argparse.Namespace):
+def _open_existing(args: argparse.Namespace, **components: Any):
     from rag.api import CONFIG_FILE
 
     if not (Path(args.index).expanduser() / CONFIG_FILE).exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
-    return _open(args)
+    return _open(args, **components)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -322,29 +322,22 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from rag.answer import AnswerConfig
     from rag.llm import GeneratorConfig
 
-    rag = _open_existing(args)
-    generator = GeneratorConfig(
-        **{
-            k: v
-            for k, v in (
-                ("model", args.model),
-                ("adapter", args.adapter),
-                ("quantization", args.quantization),
-                ("max_new_tokens", args.max_new_tokens),
-            )
-            if v is not None
-        }
-    )
-    answer_config = AnswerConfig()
-    answer_config = dataclasses.replace(
-        answer_config,
-        k=args.k or answer_config.k,
+    chosen = {
+        "model": args.model,
+        "adapter": args.adapter,
+        "quantization": args.quantization,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    generator = GeneratorConfig(**{k: v for k, v in chosen.items() if v is not None})
+    defaults = AnswerConfig()
+    answer_config = AnswerConfig(
+        k=args.k or defaults.k,
         mode=args.mode,
-        min_scores={**answer_config.min_scores, "dense": args.min_score}
-        if args.min_score is not None
-        else answer_config.min_scores,
+        min_scores=defaults.min_scores
+        if args.min_score is None
+        else {**defaults.min_scores, "dense": args.min_score},
     )
-    rag.generator_config, rag.answer_config = generator, answer_config
+    rag = _open_existing(args, generator=generator, answer=answer_config)
     if args.json or args.no_stream:
         answer = rag.ask(args.question)
         if args.json:

@@ -131,13 +131,19 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-llm")
     specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
     backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
     backend.train_from_iterator(
         [TRAINING_TEXT, "system user assistant [ ] 1 2 3 4 5 6 7 8 9 0 : . , ? ! I don't know"],
         trainers.WordLevelTrainer(special_tokens=specials),
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>"
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        bos_token="<|im_start|>",
     )
     tokenizer.chat_template = CHATML
     torch.manual_seed(0)

@@ -1,0 +1,164 @@
+"""Answering: relevance threshold, numbered passages, citations, refusals, streaming, follow-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rag import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
+from rag.answer import Answerer, AnswerStream, citations, fit_passages, is_refusal, relevant
+from rag.schema import SearchHit
+
+
+class ScriptedLLM:
+    """Answers with a fixed text, word by word when streamed; records every prompt it is given."""
+
+    def __init__(self, reply: str = "LoRA learns a low-rank update [1]."):
+        self.reply = reply
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, messages, max_new_tokens=None) -> str:
+        self.prompts.append(messages)
+        return self.reply
+
+    def stream(self, messages, max_new_tokens=None) -> Iterator[str]:
+        self.prompts.append(messages)
+        for word in self.reply.split(" "):
+            yield word + " "
+
+
+def hit(rank: int, text: str, **scores: float) -> SearchHit:
+    return SearchHit(rank, 0.0, f"d:{rank:05d}", "d", f"/docs/doc{rank}.md", text, rank, {}, scores, {})
+
+
+@pytest.fixture
+def llm() -> ScriptedLLM:
+    return ScriptedLLM()
+
+
+@pytest.fixture
+def ask_rag(tmp_path, corpus, embedder, llm: ScriptedLLM) -> RAG:
+    """An index of the tiny corpus answered by the scripted model (fake embedder: bag-of-words cosine)."""
+    # The fake embedder's hashed bag of words gives unrelated questions a cosine up to ~0.33.
+    answer = AnswerConfig(min_scores={"dense": 0.4})
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm, answer=answer) as opened:
+        opened.ingest(corpus, progress=False)
+        yield opened
+
+
+def test_relevant_keeps_hits_every_thresholded_retriever_scored_high_enough():
+    hits = [hit(1, "a", dense=0.6, bm25=2.0), hit(2, "b", dense=0.1, bm25=9.0), hit(3, "c", bm25=5.0)]
+    assert [h.rank for h in relevant(hits, {"dense": 0.3})] == [1]  # hit 3 ranked below dense's candidates
+
+
+def test_relevant_ignores_thresholds_of_retrievers_that_did_not_search():
+    hits = [hit(1, "a", bm25=0.5)]
+    assert relevant(hits, {"dense": 0.3}) == hits
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("see [2] and [1], again [2]", [2, 1]), ("no citation", []), ("[0] [4] [3]", [3])],
+)
+def test_citations_are_passage_numbers_in_first_cited_order(text, expected):
+    assert citations(text, passages=3) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("I don't know.", True),
+        ("The context does not contain the answer.", True),
+        ("It is not in the documents.", True),
+        ("LoRA learns a low-rank update [1].", False),
+    ],
+)
+def test_refusals_are_recognised(text, refused):
+    assert is_refusal(text) is refused
+
+
+def test_passages_are_numbered_and_cut_to_the_token_budget():
+    hits = [hit(1, "one two three four five six seven eight nine ten"), hit(2, "eleven twelve")]
+    passages = fit_passages(hits, budget=10, count_tokens=lambda t: len(t.split()))
+    assert len(passages) == 1 and passages[0].startswith("[1] doc1.md") and passages[0].endswith("…")
+    assert len(passages[0].split()) <= 11
+    assert fit_passages(hits, budget=100, count_tokens=lambda t: len(t.split()))[1].startswith("[2]")
+
+
+def test_answer_cites_the_numbered_passages_it_was_given(ask_rag: RAG, llm: ScriptedLLM):
+    answer = ask_rag.ask("how does LoRA learn a low-rank update?")
+    assert not answer.refused and answer.citations == [1]
+    assert "lora.md" in answer.sources[0].source
+    prompt = llm.prompts[0][-1]["content"]
+    assert "[1] " in prompt and "Question: how does LoRA learn a low-rank update?" in prompt
+
+
+def test_no_relevant_chunk_is_a_refusal_without_calling_the_model(ask_rag: RAG, llm: ScriptedLLM):
+    answer = ask_rag.ask("who won the football world cup in 1954?")
+    assert answer.refused and answer.sources == [] and "threshold" in answer.reason
+    assert llm.prompts == []
+
+
+def test_a_model_that_says_it_does_not_know_is_a_refusal(ask_rag: RAG, llm: ScriptedLLM):
+    llm.reply = "I don't know, the context does not say."
+    answer = ask_rag.ask("what learning rate does LoRA use?")
+    assert answer.refused and answer.sources and "model" in answer.reason
+
+
+def test_streaming_yields_pieces_then_the_whole_answer(ask_rag: RAG):
+    stream = ask_rag.ask("how does LoRA learn a low-rank update?", stream=True)
+    assert isinstance(stream, AnswerStream)
+    pieces = list(stream)
+    assert len(pieces) > 1 and "".join(pieces).strip() == stream.answer.text
+
+
+def test_a_refusal_streams_too(ask_rag: RAG):
+    stream = ask_rag.ask("who won the football world cup in 1954?", stream=True)
+    assert list(stream) == [AnswerConfig().refusal] and stream.answer.refused
+
+
+def test_follow_up_is_asked_with_the_recent_turns(ask_rag: RAG, llm: ScriptedLLM):
+    chat = ask_rag.conversation()
+    chat.ask("how does LoRA learn a low-rank update?")
+    chat.ask("and what scales it?")
+    second = llm.prompts[1]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[1]["content"] == "how does LoRA learn a low-rank update?"
+
+
+def test_conversation_keeps_only_the_window_of_turns(rag: RAG, corpus, llm: ScriptedLLM):
+    rag.ingest(corpus, progress=False)
+    config = AnswerConfig(history_turns=1, min_scores={})
+    answerer = Answerer(lambda q, k, mode: rag.search(q, k=k, mode=mode), lambda: llm, config)
+    from rag.answer import Conversation
+
+    chat = Conversation(answerer)
+    for question in ("what is LoRA?", "what is QLoRA?", "what is BM25 length normalisation?"):
+        chat.ask(question)
+    roles = [m["role"] for m in llm.prompts[-1]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert llm.prompts[-1][1]["content"] == "what is QLoRA?"
+
+
+def test_bad_answer_config_names_the_field():
+    with pytest.raises(InputError, match="history_turns"):
+        AnswerConfig(history_turns=-1)
+    with pytest.raises(InputError, match="min_scores"):
+        AnswerConfig(min_scores={"colbert": 0.5})
+
+
+def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_llm_dir):
+    """The whole path with a real (random) transformers model: chat template, generate, stream."""
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=6))
+    rag = RAG.open(tmp_path / "index", embedder=embedder, generator=llm)
+    rag.ingest(corpus, progress=False)
+    answer = rag.ask("how does LoRA learn a low-rank update?")
+    assert answer.text and answer.sources
+    stream = rag.ask("how does LoRA learn a low-rank update?", stream=True)
+    pieces = list(stream)
+    assert len(pieces) >= 2
+    assert stream.answer.text == answer.text  # greedy: streamed and whole answers agree

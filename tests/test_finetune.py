@@ -1,0 +1,315 @@
+"""Fine-tuning: training data, the LoRA/QLoRA loop, checkpoints, merging and the compare report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.compare import CompareConfig, Measurement, compare, perplexity, table
+from finetune.config import CONFIG_FILE, FinetuneConfig
+from finetune.data import IGNORE, load_qa_jsonl, load_store_chunks, record_messages, split, tokenize_chat
+from finetune.merge import merge
+from finetune.train import CHECKPOINT, finetune, train
+from rag import GeneratorConfig, InputError, LocalLLM
+from rag.llm import has_bitsandbytes, load_tokenizer, resolve_model
+
+QA = [
+    {"question": f"what does LoRA learn {i} ?", "answer": "LoRA learns a low-rank update"} for i in range(16)
+]
+
+
+def interrupt_at(stop: int):
+    """An on_step callback that stops training like Ctrl-C does, after step `stop`."""
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if step == stop:
+            raise KeyboardInterrupt
+
+    return on_step
+
+
+def fast(tiny_llm_dir: Path, **overrides) -> FinetuneConfig:
+    """Settings that make a tiny model learn visibly within a dozen steps."""
+    values = dict(
+        model=str(tiny_llm_dir),
+        lr=1e-2,
+        warmup_steps=0,
+        max_steps=12,
+        batch_size=4,
+        eval_every=4,
+        save_every=100,
+        seed=0,
+        init_lora_weights=False,
+    )
+    return FinetuneConfig(**{**values, **overrides})
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+    return path
+
+
+@pytest.fixture
+def qa_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "qa.jsonl", QA)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llm_dir: Path):
+    return load_tokenizer(str(tiny_llm_dir))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"question": "q ?", "answer": "a"},
+        {"instruction": "q ?", "input": "ctx", "output": "a"},
+        {"prompt": "q ?", "completion": "a"},
+        {"messages": [{"role": "user", "content": "q ?"}, {"role": "assistant", "content": "a"}]},
+    ],
+)
+def test_every_supported_record_shape_becomes_a_chat_ending_in_the_answer(record):
+    messages = record_messages(record)
+    assert messages[-1] == {"role": "assistant", "content": "a"} and messages[0]["role"] == "user"
+
+
+def test_loss_covers_the_answer_only(tokenizer):
+    example = tokenize_chat(
+        record_messages({"question": "what is LoRA ?", "answer": "low-rank update"}), tokenizer, 256
+    )
+    learned = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE]
+    assert tokenizer.decode(learned, skip_special_tokens=True).split() == ["low", "-", "rank", "update"]
+    assert example.labels[0] == IGNORE
+
+
+def test_bad_jsonl_lines_are_reported_with_their_numbers(tmp_path: Path, tokenizer):
+    path = write_jsonl(tmp_path / "qa.jsonl", [QA[0], "{not json", {"question": "q"}, QA[1], {"foo": 1}])
+    with pytest.raises(InputError) as error:
+        load_qa_jsonl(path, tokenizer, 256)
+    message = str(error.value)
+    assert "3 bad lines" in message and "line 2:" in message and "line 3:" in message and "line 5:" in message
+    assert "--skip-bad-lines" in message
+
+
+def test_skip_bad_lines_trains_on_the_rest_and_keeps_the_list(tmp_path: Path, tokenizer):
+    path = write_jsonl(tmp_path / "qa.jsonl", [QA[0], "{not json", QA[1]])
+    dataset = load_qa_jsonl(path, tokenizer, 256, skip_bad_lines=True)
+    assert len(dataset.examples) == 2 and [p.split(":")[0] for p in dataset.problems] == ["line 2"]
+
+
+def test_a_file_with_no_examples_is_an_error(tmp_path: Path, tokenizer):
+    with pytest.raises(InputError, match="no training examples"):
+        load_qa_jsonl(write_jsonl(tmp_path / "qa.jsonl", [""]), tokenizer, 256)
+
+
+def test_store_chunks_become_causal_lm_examples(rag, corpus, tokenizer):
+    rag.ingest(corpus, progress=False)
+    dataset = load_store_chunks(rag.folder, tokenizer, 64)
+    assert dataset.kind == "text" and len(dataset.examples) == rag.status()["chunks"]
+    assert all(e.labels == e.input_ids for e in dataset.examples)
+
+
+def test_store_chunks_of_a_missing_index_say_what_to_do(tmp_path: Path, tokenizer):
+    with pytest.raises(InputError, match="ragtune ingest"):
+        load_store_chunks(tmp_path / "nothing", tokenizer, 64)
+
+
+def test_split_is_seeded_and_holds_out_at_least_one(tokenizer):
+    examples = [tokenize_chat(record_messages(r), tokenizer, 64) for r in QA[:5]]
+    train_a, held_a = split(examples, 0.1, seed=3)
+    train_b, held_b = split(examples, 0.1, seed=3)
+    assert len(held_a) == 1 and len(train_a) == 4
+    assert [e.input_ids for e in held_a] == [e.input_ids for e in held_b]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"r": 0}, "r"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"quantization": "int8"}, "quantization"),
+        ({"init_lora_weights": "magic"}, "init_lora_weights"),
+        ({"target_modules": "q_proj"}, "target_modules"),
+        ({"init_lora_weights": "loftq", "quantization": "nf4"}, "loftq"),
+    ],
+)
+def test_bad_finetune_config_names_the_field(overrides, field):
+    with pytest.raises(InputError, match=field):
+        FinetuneConfig(**overrides)
+
+
+def test_lora_training_lowers_the_eval_loss(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    result = finetune(
+        fast(tiny_llm_dir, quantization="none"), tmp_path / "adapter", data=qa_file, progress=False
+    )
+    assert result.steps == 12 and result.quantization == "none" and result.optimizer == "adamw_torch"
+    assert result.final_eval_loss < result.first_eval_loss - 0.1
+    assert result.losses[-1] < result.losses[0]
+
+
+def test_adapter_folder_carries_config_tokenizer_and_base_path(
+    tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
+):
+    out = tmp_path / "adapter"
+    finetune(fast(tiny_llm_dir, max_steps=2), out, data=qa_file, progress=False)
+    saved, run = FinetuneConfig.load(out)
+    assert saved == fast(tiny_llm_dir, max_steps=2) and run["data"]["examples"] == len(QA)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tiny_llm_dir
+    )
+    assert (out / "tokenizer_config.json").is_file() and not (out / CHECKPOINT).exists()
+    assert (out / CONFIG_FILE).is_file()
+
+
+@pytest.mark.skipif(not has_bitsandbytes(), reason="bitsandbytes is not installed")
+def test_qlora_trains_on_a_4bit_base(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    result = finetune(
+        fast(tiny_llm_dir, quantization="nf4"), tmp_path / "adapter", data=qa_file, progress=False
+    )
+    assert result.quantization == "nf4"
+    assert result.final_eval_loss < result.first_eval_loss - 0.1
+
+
+def test_training_on_store_chunks(tiny_llm_dir: Path, rag, corpus, tmp_path: Path):
+    rag.ingest(corpus, progress=False)
+    result = finetune(
+        fast(tiny_llm_dir, max_steps=6, batch_size=2), tmp_path / "adapter", index=rag.folder, progress=False
+    )
+    assert result.steps == 6 and result.losses[-1] < result.losses[0]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(
+    tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
+):
+    config = fast(tiny_llm_dir, max_steps=8, save_every=4, dropout=0.0)
+    whole = finetune(config, tmp_path / "whole", data=qa_file, progress=False)
+
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source.path)
+    dataset = load_qa_jsonl(qa_file, tokenizer, config.max_length)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, source, tokenizer, dataset, interrupted, progress=False, on_step=interrupt_at(6))
+    assert (interrupted / CHECKPOINT).is_dir() and not (interrupted / "adapter_config.json").exists()
+    resumed = train(config, source, tokenizer, dataset, interrupted, progress=False)
+    assert resumed.resumed_from == 4 and resumed.steps == 8
+    assert resumed.losses == pytest.approx(whole.losses, rel=1e-4)
+
+
+def test_resuming_with_other_settings_is_refused(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    config = fast(tiny_llm_dir, max_steps=8, save_every=4)
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source.path)
+    dataset = load_qa_jsonl(qa_file, tokenizer, config.max_length)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, source, tokenizer, dataset, tmp_path / "a", progress=False, on_step=interrupt_at(5))
+    with pytest.raises(InputError, match="other settings"):
+        train(
+            fast(tiny_llm_dir, max_steps=8, save_every=4, lr=1e-3),
+            source,
+            tokenizer,
+            dataset,
+            tmp_path / "a",
+            progress=False,
+        )
+
+
+def test_a_finished_adapter_is_never_overwritten(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    finetune(fast(tiny_llm_dir, max_steps=1), tmp_path / "a", data=qa_file, progress=False)
+    with pytest.raises(InputError, match="already holds a trained adapter"):
+        finetune(fast(tiny_llm_dir, max_steps=1), tmp_path / "a", data=qa_file, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_adapter(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("trained")
+    qa = write_jsonl(folder / "qa.jsonl", QA)
+    finetune(fast(tiny_llm_dir, max_steps=6), folder / "adapter", data=qa, progress=False)
+    return folder / "adapter"
+
+
+def test_merged_model_gives_the_adapters_logits(trained_adapter: Path, tiny_llm_dir: Path, tmp_path: Path):
+    import torch
+
+    result = merge(trained_adapter, tmp_path / "merged")
+    merged = LocalLLM.load(GeneratorConfig(model=result.out))
+    with_adapter = LocalLLM.load(GeneratorConfig(model=str(trained_adapter)))
+    base = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
+    ids = base.tokenizer("what does LoRA learn ?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a, m, b = (llm.model(ids).logits for llm in (with_adapter, merged, base))
+    assert torch.allclose(a, m, atol=1e-4)
+    assert (a - b).abs().max() > 1e-2  # the adapter did change the model, so the check above means something
+
+
+def test_merged_folder_is_standalone(trained_adapter: Path, tmp_path: Path):
+    out = Path(merge(trained_adapter, tmp_path / "merged").out)
+    assert any(out.glob("*.safetensors")) and not (out / "adapter_config.json").exists()
+    assert (
+        "chat_template" in json.loads((out / "tokenizer_config.json").read_text())
+        or (out / "chat_template.jinja").exists()
+    )
+    assert LocalLLM.load(GeneratorConfig(model=str(out), max_new_tokens=3)).generate(
+        [{"role": "user", "content": "LoRA ?"}]
+    )
+
+
+def test_merge_never_overwrites(trained_adapter: Path, tmp_path: Path):
+    (tmp_path / "merged").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        merge(trained_adapter, tmp_path / "merged")
+
+
+def test_merge_of_a_folder_that_is_no_adapter_says_so(tiny_llm_dir: Path, tmp_path: Path):
+    with pytest.raises(InputError, match="not an adapter folder"):
+        merge(tiny_llm_dir, tmp_path / "merged")
+
+
+def test_perplexity_of_a_uniform_model_is_its_vocabulary_size():
+    import torch
+
+    class Uniform(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, input_ids, labels):
+            logits = torch.zeros(*input_ids.shape, 50)
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:])
+            return type("Out", (), {"loss": loss})()
+
+    class Words:
+        def __call__(self, text, add_special_tokens, return_tensors):
+            return {"input_ids": torch.tensor([[i % 50 for i in range(len(text.split()))]])}
+
+    value, scored = perplexity(Uniform(), Words(), "a " * 100, max_tokens=64, window=16)
+    assert value == pytest.approx(50.0) and scored == 60  # 4 windows of 16 tokens, 15 predictions each
+
+
+def test_compare_measures_each_model_in_its_own_process(
+    trained_adapter: Path, tiny_llm_dir: Path, tmp_path: Path
+):
+    config = CompareConfig(runs=2, new_tokens=4, perplexity_tokens=64, window=32)
+    results = compare(
+        [str(tiny_llm_dir), str(trained_adapter)], config, "what does LoRA learn ? " * 20, tmp_path
+    )
+    base, tuned = results
+    assert tuned.adapter == str(trained_adapter) and base.adapter is None
+    assert tuned.perplexity != base.perplexity and base.perplexity > 1
+    assert all(
+        m.latency_mean > 0 and m.latency_sd >= 0 and m.peak_memory_mb > 0 and m.size_mb > 0 for m in results
+    )
+    text = table(results, config.runs)
+    assert "(adapter only)" in text and text.count("\n") == 3
+
+
+def test_compare_reports_a_model_that_fails_to_load(tmp_path: Path):
+    from rag import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="measuring ./missing failed: ./missing: no such file"):
+        compare(["./missing"], CompareConfig(runs=2), "text text", tmp_path)
+
+
+def test_table_has_one_row_per_model():
+    m = Measurement("base", "/m", None, "none", "cpu", 1.0, 0.1, 0.5, 0.01, 64.0, 900.0, 12.3, 100)
+    assert "| base | none | 1.0 | 0.10 | 0.500 ± 0.010 | 64.0 | 900 | 12.30 |" in table([m], 10)
