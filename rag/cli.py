@@ -21,9 +21,9 @@ from rag.errors import RagtuneError
 DEFAULT_INDEX = ".ragtune"
 DEMO_INDEX = ".ragtune-demo"
 DEMO_QUESTIONS = (
-    "How much memory does double quantization save?",
-    "how do I merge a LoRA adapter into the base model?",
-    "What does reciprocal rank fusion do with the constant k=60?",
+    "What constant k does Heron use for reciprocal rank fusion?",
+    "What does Heron set BM25's k1 and b to?",
+    "Who won the 2018 football World Cup?",  # not in the corpus: the answer is a refusal
 )
 
 
@@ -153,8 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--report", default="compare.json", help="JSON report file (default compare.json)")
 
-    demo = commands.add_parser("demo", parents=[common], help="index the bundled sample corpus and search it")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="index the bundled sample corpus, search it and answer from it"
+    )
     demo.set_defaults(index=os.environ.get("RAGTUNE_DEMO_INDEX", DEMO_INDEX))
+    demo.add_argument("--no-answer", action="store_true", help="search only; do not load the LLM")
     return parser
 
 
@@ -307,14 +310,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"Indexing the bundled sample corpus ({corpus}) into {args.index}", file=sys.stderr)
     report = rag.ingest(corpus, progress=not args.quiet)
     if args.json:
-        results = [{"query": q, "hits": [h.to_dict() for h in rag.search(q, k=3)]} for q in DEMO_QUESTIONS]
-        print(json.dumps({"ingest": report.to_dict(), "searches": results}, ensure_ascii=False))
+        results = []
+        for question in DEMO_QUESTIONS:
+            result: dict[str, Any] = {
+                "query": question,
+                "hits": [h.to_dict() for h in rag.search(question, k=3)],
+            }
+            if not args.no_answer:
+                result["answer"] = rag.ask(question).to_dict()
+            results.append(result)
+        print(json.dumps({"ingest": report.to_dict(), "questions": results}, ensure_ascii=False))
         return 0
     _print_report(report, False)
     for question in DEMO_QUESTIONS:
         print(f"\n? {question}")
         _print_hits(rag.search(question, k=3), False, question)
-    print(f'\nTry your own: ragtune search "..." --index {args.index}', file=sys.stderr)
+        if not args.no_answer:
+            print("\nAnswer: ", end="", flush=True)
+            stream = rag.ask(question, stream=True)
+            for piece in stream:
+                print(piece, end="", flush=True)
+            print()
+            _print_sources(stream.answer)
+    print(f'\nTry your own: ragtune ask "..." --index {args.index}', file=sys.stderr)
     return 0
 
 

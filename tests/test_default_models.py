@@ -1,4 +1,4 @@
-"""End to end with the packaged default embedding model on the bundled sample corpus."""
+"""End to end with the packaged default models (embedding and LLM) on the bundled sample corpus."""
 
 from __future__ import annotations
 
@@ -44,3 +44,30 @@ def test_every_sample_format_was_read(sample_rag):
 def _sources(rag: RAG) -> set[str]:
     with rag.store.transaction() as db:
         return {row[0] for row in db.execute("SELECT DISTINCT source FROM documents")}
+
+
+def test_default_llm_answers_from_the_sample_corpus(sample_rag):
+    """The packaged SmolLM2-135M-Instruct end to end: GGUF converted once, prompt, greedy answer."""
+    answer = sample_rag.ask("What constant k does Heron use for reciprocal rank fusion?")
+    assert not answer.refused and "60" in answer.text
+    assert any(Path(h.source).name in {"hybrid-search-and-rrf.md", "faq.jsonl"} for h in answer.sources)
+
+
+def test_default_llm_is_not_asked_an_off_topic_question(sample_rag):
+    answer = sample_rag.ask("Who won the 2018 football World Cup?")
+    assert answer.refused and answer.sources == []
+
+
+def test_default_llm_trains_merges_and_reloads(sample_rag, tmp_path):
+    """Two LoRA steps on the sample corpus's chunks, then merge: the merged model loads and answers."""
+    from finetune.config import FinetuneConfig
+    from finetune.merge import merge
+    from finetune.train import finetune
+    from rag import GeneratorConfig, LocalLLM
+
+    config = FinetuneConfig(max_steps=2, batch_size=2, max_length=64, eval_fraction=0.05)
+    result = finetune(config, tmp_path / "adapter", index=sample_rag.folder, progress=False)
+    assert result.steps == 2 and all(loss > 0 for loss in result.losses)
+    merged = merge(tmp_path / "adapter", tmp_path / "merged")
+    llm = LocalLLM.load(GeneratorConfig(model=merged.out, max_new_tokens=8))
+    assert llm.generate([{"role": "user", "content": "What is LoRA?"}]).strip()
