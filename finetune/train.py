@@ -195,6 +195,13 @@ def train(
     from peft import get_peft_model, prepare_model_for_kbit_training
     from tqdm.auto import tqdm
 
+    device = choose_device("auto")
+    quantization = choose_quantization(config.quantization, device)
+    if config.init_lora_weights == "loftq" and device != "cuda":
+        # peft's LoftQ moves every weight to CUDA (or XPU) for its SVD and fails on CPU-only torch.
+        raise InputError(
+            "init_lora_weights='loftq' needs a CUDA GPU (peft computes it there); use true on CPU"
+        )
     out = Path(out).expanduser()
     if (out / "adapter_config.json").is_file() and not (out / CHECKPOINT).exists():
         raise InputError(f"{out} already holds a trained adapter; pass a new --out")
@@ -203,10 +210,6 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    device = choose_device("auto")
-    quantization = choose_quantization(config.quantization, device)
-    if quantization == "int8":
-        raise InputError("training supports quantization nf4 or none")
 
     model = load_model(source, quantization, device)
     if quantization != "none":

@@ -13,7 +13,7 @@ from finetune.data import IGNORE, load_qa_jsonl, load_store_chunks, record_messa
 from finetune.merge import merge
 from finetune.train import CHECKPOINT, finetune, train
 from rag import GeneratorConfig, InputError, LocalLLM
-from rag.llm import has_bitsandbytes, load_tokenizer, resolve_model
+from rag.llm import cuda_available, has_bitsandbytes, load_tokenizer, resolve_model
 
 QA = [
     {"question": f"what does LoRA learn {i} ?", "answer": "LoRA learns a low-rank update"} for i in range(16)
@@ -178,6 +178,13 @@ def test_training_on_store_chunks(tiny_llm_dir: Path, rag, corpus, tmp_path: Pat
         fast(tiny_llm_dir, max_steps=6, batch_size=2), tmp_path / "adapter", index=rag.folder, progress=False
     )
     assert result.steps == 6 and result.losses[-1] < result.losses[0]
+
+
+@pytest.mark.skipif(cuda_available(), reason="on CUDA, LoftQ initialisation runs")
+def test_loftq_on_cpu_is_refused_before_loading(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    config = fast(tiny_llm_dir, init_lora_weights="loftq", quantization="none")
+    with pytest.raises(InputError, match="loftq.*CUDA"):
+        finetune(config, tmp_path / "adapter", data=qa_file, progress=False)
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(
