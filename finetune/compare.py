@@ -100,7 +100,7 @@ def measure(spec: str, config: CompareConfig, text: str) -> Measurement:
     )
     load_seconds = time.perf_counter() - started
     inputs = llm.encode_chat([{"role": "user", "content": PROMPT}])
-    kwargs = llm._generate_kwargs(inputs, config.new_tokens)
+    kwargs = llm.generation_kwargs(inputs, config.new_tokens)
     kwargs["min_new_tokens"] = config.new_tokens  # every run makes the same number of tokens
     latencies = []
     with torch.inference_mode():

@@ -210,6 +210,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
     model = load_model(source, quantization, device)
     if quantization != "none":
@@ -276,8 +278,9 @@ def train(
     bar.close()
 
     # The adapter names the folder its base loads from, so plain peft can load it as well as ragtune.
+    base_folder = Path(source.path)
     model.peft_config["default"].base_model_name_or_path = (
-        str(Path(source.path).resolve()) if Path(source.path).exists() else source.path
+        str(base_folder.resolve()) if base_folder.exists() else source.path
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

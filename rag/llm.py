@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -153,7 +154,11 @@ def gguf_as_folder(gguf: Path) -> Path:
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"ragtune: converting {gguf.name} to a safetensors folder (once) in {folder}", flush=True)
+    print(
+        f"ragtune: converting {gguf.name} to a safetensors folder (once) in {folder}",
+        file=sys.stderr,
+        flush=True,
+    )
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -357,7 +362,8 @@ class LocalLLM:
         )
         return {k: v.to(self.model.device) for k, v in inputs.items()}
 
-    def _generate_kwargs(self, inputs: dict[str, Any], max_new_tokens: int | None) -> dict[str, Any]:
+    def generation_kwargs(self, inputs: dict[str, Any], max_new_tokens: int | None = None) -> dict[str, Any]:
+        """The `model.generate` arguments for `inputs`: this config's decoding, pad and end tokens."""
         kwargs: dict[str, Any] = {
             **inputs,
             "max_new_tokens": max_new_tokens or self.config.max_new_tokens,
@@ -381,18 +387,26 @@ class LocalLLM:
         with self._lock, torch.inference_mode():
             if self.config.temperature > 0:
                 torch.manual_seed(self.config.seed)
-            output = self.model.generate(**self._generate_kwargs(inputs, max_new_tokens))
+            output = self.model.generate(**self.generation_kwargs(inputs, max_new_tokens))
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> Iterator[str]:
-        """Pieces of the answer as the model produces them."""
+        """Pieces of the answer as the model produces them. Closing the iterator early (a client that
+        hangs up, a UI's stop button) stops generation at the next token."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self.encode_chat(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(inputs, max_new_tokens)
+        stop = threading.Event()
+
+        class StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> bool:
+                return stop.is_set()
+
+        kwargs = self.generation_kwargs(inputs, max_new_tokens)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopWhenAsked()])
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -408,9 +422,12 @@ class LocalLLM:
         with self._lock:
             worker = threading.Thread(target=run, name="ragtune-generate", daemon=True)
             worker.start()
-            for piece in streamer:
-                if piece:
-                    yield piece
-            worker.join()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                stop.set()
+                worker.join()  # the model is free again before the lock is released
         if failure:
             raise failure[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,16 @@ def test_missing_default_package_says_what_to_install(monkeypatch):
 def test_bad_generator_config_names_the_field(field: str, value):
     with pytest.raises(InputError, match=field):
         GeneratorConfig(**{field: value})
+
+
+def test_closing_a_stream_early_stops_generation_and_frees_the_model(tiny_llm_dir: Path):
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=200))
+    llm.tokenizer.eos_token_id = None  # a random model may end early; make it run to max_new_tokens
+    forward_calls: list[int] = []
+    llm.model.register_forward_hook(lambda *args: forward_calls.append(1))
+    stream = llm.stream(MESSAGES)
+    first_two = [next(stream), next(stream)]
+    stream.close()
+    assert not any(t.name == "ragtune-generate" and t.is_alive() for t in threading.enumerate())
+    assert all(first_two) and len(forward_calls) < 200  # stopped, not left running to the end
+    assert not llm._lock.locked()
