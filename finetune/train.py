@@ -9,6 +9,7 @@ import math
 import random
 import resource
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ class TrainResult:
     losses: list[float]  # mean training loss of every optimizer step, this run and resumed ones
     eval_losses: list[tuple[int, float]]
     seconds: float
-    seconds_per_step: float
+    seconds_per_step: float  # median over the steps after the first (which pays for warm-up)
     peak_memory_mb: float
     resumed_from: int
 
@@ -57,11 +58,18 @@ class TrainResult:
 
 
 def peak_memory_mb(device: str) -> float:
-    """Peak RSS of this process on CPU; peak allocated tensor memory on CUDA."""
+    """Peak memory of this process: allocated tensor memory on CUDA; on CPU the resident-set high-water
+    mark. Linux's VmHWM is read rather than ru_maxrss, which a child process inherits from its parent."""
     if device == "cuda":
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # macOS reports bytes
 
@@ -299,7 +307,8 @@ def train(
         losses=losses,
         eval_losses=eval_losses,
         seconds=time.perf_counter() - started,
-        seconds_per_step=sum(step_seconds) / len(step_seconds) if step_seconds else 0.0,
+        # The first step pays for lazy initialisation; the median of the rest is the steady pace.
+        seconds_per_step=statistics.median(step_seconds[1:] or step_seconds) if step_seconds else 0.0,
         peak_memory_mb=peak_memory_mb(device),
         resumed_from=state["step"] if state else 0,
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +52,7 @@ class GeneratorConfig:
         default="auto",
         metadata={
             "help": "nf4 (4-bit NormalFloat + double quantization, bitsandbytes), int8 (LLM.int8), none, "
-            "or auto: nf4 on CUDA, none on CPU (unquantized fp32 generates ~2x faster there)."
+            "or auto: nf4 on CUDA, none on CPU (fp32 generated 1.5-1.7x faster than nf4 there, bench/generate.py)."
         },
     )
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda."})
@@ -198,8 +198,8 @@ def choose_device(device: str) -> str:
 
 
 def choose_quantization(quantization: str, device: str) -> str:
-    """`auto` is nf4 on CUDA (the QLoRA recipe) and none on CPU, where fp32 runs about twice as fast as
-    4-bit (bench/generate.py measures both)."""
+    """`auto` is nf4 on CUDA (the QLoRA recipe) and none on CPU, where fp32 generated 1.5-1.7x faster
+    than nf4 and 2.1x faster than int8 (bench/generate.py)."""
     if quantization == "auto":
         return "nf4" if device == "cuda" and has_bitsandbytes() else "none"
     if quantization in ("nf4", "int8") and not has_bitsandbytes():
@@ -278,6 +278,10 @@ def _load_hint(path: str, exc: Exception) -> str:
     )
 
 
+def _drop_int8_cast_notice(record: logging.LogRecord) -> bool:
+    return "inputs will be cast" not in record.getMessage()
+
+
 def load_model(
     source: ModelSource, quantization: str = "none", device: str = "cpu", *, trainable_adapter: bool = False
 ):
@@ -286,8 +290,8 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     if quantization == "int8":
-        # bitsandbytes warns on every matmul that it casts fp32 inputs to fp16; once is enough.
-        warnings.filterwarnings("once", message="MatMul8bitLt")
+        # bitsandbytes logs on every int8 matmul that it casts fp32 inputs to fp16 (~200 lines a token).
+        logging.getLogger("bitsandbytes.autograd._functions").addFilter(_drop_int8_cast_notice)
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": compute_dtype(device)}
     qconfig = quantization_config(quantization, device)
     if qconfig is not None:
@@ -344,7 +348,7 @@ class LocalLLM:
             quantization=quantization,
             device=device,
             dtype=str(compute_dtype(device)).removeprefix("torch."),
-            parameters=sum(p.numel() for p in model.parameters()),
+            parameters=model.num_parameters(),  # counts 4-bit weights unpacked, unlike numel()
             load_seconds=time.perf_counter() - started,
         )
         return cls(model, tokenizer, config, info)

@@ -94,6 +94,7 @@ def test_nf4_loads_4bit_layers_with_double_quantization_and_generates(tiny_llm_d
     assert isinstance(layer, bnb.nn.Linear4bit)
     assert layer.weight.quant_state.quant_type == "nf4" and layer.weight.quant_state.nested
     assert llm.info.quantization == "nf4" and llm.info.dtype == "float32"  # fp32 compute on CPU
+    assert llm.info.parameters == LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir))).info.parameters
     assert llm.generate(MESSAGES)
 
 
