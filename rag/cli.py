@@ -326,6 +326,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({"ingest": report.to_dict(), "questions": results}, ensure_ascii=False))
         return 0
     _print_report(report, False)
+    if not args.no_answer:
+        # Loaded before the first question so its one-time conversion does not split an answer line.
+        print("Loading the LLM (the first time converts it; about 30 s)", file=sys.stderr, flush=True)
+        rag.llm()
     for question in DEMO_QUESTIONS:
         print(f"\n? {question}")
         _print_hits(rag.search(question, k=3), False, question)

@@ -71,3 +71,16 @@ def test_default_llm_trains_merges_and_reloads(sample_rag, tmp_path):
     merged = merge(tmp_path / "adapter", tmp_path / "merged")
     llm = LocalLLM.load(GeneratorConfig(model=merged.out, max_new_tokens=8))
     assert llm.generate([{"role": "user", "content": "What is LoRA?"}]).strip()
+
+
+def test_demo_ingests_searches_and_answers(tmp_path, capsys):
+    import json
+
+    from rag.cli import DEMO_QUESTIONS, main
+
+    assert main(["demo", "--index", str(tmp_path / "demo"), "--json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ingest"]["skipped"] == [] and len(result["questions"]) == len(DEMO_QUESTIONS)
+    answers = [q["answer"] for q in result["questions"]]
+    assert "60" in answers[0]["answer"] and not answers[0]["refused"]
+    assert answers[-1]["refused"] and answers[-1]["sources"] == []
