@@ -195,6 +195,20 @@ class RAG:
     def _answerer(self) -> Answerer:
         return Answerer(lambda q, k, mode: self.search(q, k=k, mode=mode), self.llm, self.answer_config)
 
+    def as_langchain_retriever(self, mode: str | None = None, k: int = 5):
+        """This index as a LangChain `BaseRetriever` (needs the `langchain` extra): `invoke(query)` gives
+        `Document`s with source, chunk id, scores and ranks in their metadata."""
+        from rag.interop import langchain_retriever
+
+        return langchain_retriever(self, mode=mode, k=k)
+
+    def as_llamaindex_retriever(self, mode: str | None = None, k: int = 5):
+        """This index as a LlamaIndex `BaseRetriever` (needs the `llamaindex` extra): `retrieve(query)`
+        gives `NodeWithScore`s, ready for a `RetrieverQueryEngine`."""
+        from rag.interop import llamaindex_retriever
+
+        return llamaindex_retriever(self, mode=mode, k=k)
+
     def status(self) -> dict[str, Any]:
         """Counts, the current generation, the last ingest and the models in use."""
         with self.store.transaction():
