@@ -6,6 +6,7 @@ The model is loaded on first use, so commands that never embed (status, BM25 sea
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +39,30 @@ class EmbeddingConfig:
     )
     device: str = field(default="cpu", metadata={"help": "'cpu', 'cuda', or 'auto' (cuda when available)."})
     batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when embedding chunks."})
+    query_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "How queries are embedded: 'onnx' (the same model exported once to ONNX Runtime, "
+            "checked against torch; ~3-5 ms instead of ~16 ms a query on 2 cores), 'torch', or 'auto' "
+            "(onnx on CPU when onnxruntime is installed and the model exports; torch otherwise)."
+        },
+    )
+    query_threads: int = field(
+        default=0, metadata={"help": "ONNX Runtime threads per query; 0 lets it use one per core."}
+    )
+
+    # Settings that only change how queries are run, not the vectors stored: an index folder may change them.
+    SEARCH_TIME = ("query_backend", "query_threads")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise InputError(f"embedding batch_size={self.batch_size}: must be >= 1")
         if not self.model.strip():
             raise InputError("embedding model is empty: give 'default', a folder, or a model name")
+        if self.query_backend not in ("auto", "onnx", "torch"):
+            raise InputError(f"embedding query_backend={self.query_backend!r}: use 'auto', 'onnx' or 'torch'")
+        if self.query_threads < 0:
+            raise InputError(f"embedding query_threads={self.query_threads}: must be >= 0 (0 = automatic)")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise InputError(f"embedding device={self.device!r}: use 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
@@ -68,6 +87,8 @@ class SentenceTransformerEmbedder:
         self.config = config or EmbeddingConfig()
         self.name = self.config.model
         self._model = None
+        self._query_encoder = None
+        self._query_backend: str | None = None  # decided on the first query
 
     @property
     def model(self):
@@ -107,7 +128,46 @@ class SentenceTransformerEmbedder:
             if bars_were_on:
                 hf_logging.enable_progress_bar()
 
+    def _local_dir(self) -> Path | None:
+        location = Path(resolve_model(self.config.model)).expanduser()
+        return location if location.is_dir() else None
+
+    def query_backend(self) -> str:
+        """'onnx' or 'torch': what queries are embedded with, decided (and exported) on first use."""
+        if self._query_backend is None:
+            self._query_backend = self._choose_query_backend()
+        return self._query_backend
+
+    def _choose_query_backend(self) -> str:
+        wanted = self.config.query_backend
+        if wanted == "torch":
+            return "torch"
+        from indexes.onnx_query import load_or_export, onnxruntime_available
+
+        model_dir = self._local_dir()
+        problem = None
+        if self.config.device not in ("cpu", "auto") or (self.config.device == "auto" and _cuda()):
+            problem = "the model runs on a GPU"
+        elif not onnxruntime_available():
+            problem = "onnxruntime/onnx are not installed (pip install onnxruntime onnx)"
+        elif model_dir is None:
+            problem = "the model is not a local folder"
+        if problem is None:
+            try:
+                self._query_encoder = load_or_export(model_dir, lambda: self.model, self.config.query_threads)
+                return "onnx"
+            except ModelLoadError as exc:
+                problem = str(exc)
+        if wanted == "onnx":
+            raise ModelLoadError(f"query_backend='onnx' is not possible: {problem}")
+        warnings.warn(f"ragtune: dense queries are embedded with torch: {problem}", stacklevel=2)
+        return "torch"
+
     def encode(self, texts: Sequence[str], *, query: bool = False, progress: bool = False) -> np.ndarray:
+        if query and self.query_backend() == "onnx":
+            vectors = self._query_encoder.encode(list(texts))
+            # Unit length whatever the model's own last module does, as on the torch path below.
+            return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         model = self.model
         if query:
             encode = getattr(model, "encode_query", model.encode)
@@ -121,3 +181,9 @@ class SentenceTransformerEmbedder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

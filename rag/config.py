@@ -91,7 +91,10 @@ class RAGConfig:
         return cls(**sections)
 
     def index_time(self) -> dict[str, Any]:
-        return {name: asdict(getattr(self, name)) for name in self.INDEX_TIME}
+        sections = {name: asdict(getattr(self, name)) for name in self.INDEX_TIME}
+        for key in EmbeddingConfig.SEARCH_TIME:
+            sections["embedding"].pop(key, None)
+        return sections
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
