@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.cache import cache_dir, publish, staging_folder
 from rag.errors import ModelLoadError
 
 FORMAT = 1
@@ -44,8 +44,6 @@ def onnxruntime_available() -> bool:
 
 def export_folder(model_dir: Path) -> Path:
     """Cache folder for a model's export, keyed by the model folder and its files' sizes and times."""
-    from rag.llm import cache_dir
-
     stamp = [str(model_dir.resolve())]
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         stat = path.stat()
@@ -98,8 +96,7 @@ def export(st_model, folder: Path) -> Path:
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
 
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_folder(folder)
     tmp.mkdir(parents=True)
     sample = transformer.tokenizer(list(PROBES[:2]), padding=True, return_tensors="pt")
     sample.setdefault("token_type_ids", torch.zeros_like(sample["input_ids"]))
@@ -129,12 +126,7 @@ def export(st_model, folder: Path) -> Path:
         "query_prompt": query_prompt(st_model),
     }
     (tmp / META_FILE).write_text(json.dumps(meta))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished the same export first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return publish(tmp, folder)
 
 
 class OnnxQueryEncoder:

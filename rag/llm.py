@@ -11,8 +11,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
-import shutil
 import sys
 import threading
 import time
@@ -21,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.cache import cache_dir, publish, staging_folder
 from rag.errors import InputError, ModelLoadError
 
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
@@ -84,10 +83,6 @@ class ModelSource:
     name: str  # what the user asked for, for reports
     path: str  # a folder (or cached name) `from_pretrained` reads
     adapter: str | None = None
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune")).expanduser()
 
 
 def default_gguf() -> Path:
@@ -159,8 +154,7 @@ def gguf_as_folder(gguf: Path) -> Path:
         file=sys.stderr,
         flush=True,
     )
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_folder(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -175,12 +169,7 @@ def gguf_as_folder(gguf: Path) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "ragtune_source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished the same conversion first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return publish(tmp, folder)
 
 
 def cuda_available() -> bool:
