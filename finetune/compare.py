@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -147,11 +148,23 @@ def measure_in_subprocess(spec: str, config: CompareConfig, text_file: Path) -> 
     return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def compare(specs: list[str], config: CompareConfig, text: str, workdir: Path) -> list[Measurement]:
+def compare(
+    specs: list[str],
+    config: CompareConfig,
+    text: str,
+    workdir: Path,
+    on_model: Callable[[str], None] | None = None,
+) -> list[Measurement]:
+    """Measure each model in `specs` in turn; `on_model(spec)` is called as each one starts."""
     workdir.mkdir(parents=True, exist_ok=True)
     text_file = workdir / "heldout.txt"
     text_file.write_text(text, encoding="utf-8")
-    return [measure_in_subprocess(spec, config, text_file) for spec in specs]
+    results = []
+    for spec in specs:
+        if on_model is not None:
+            on_model(spec)
+        results.append(measure_in_subprocess(spec, config, text_file))
+    return results
 
 
 def table(results: list[Measurement], runs: int) -> str:

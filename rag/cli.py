@@ -496,10 +496,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         text = default_heldout_text()
     specs = [args.base if m == "base" else m for m in args.models]
     with tempfile.TemporaryDirectory(prefix="ragtune-compare-") as workdir:
-        results = []
-        for spec in specs:
-            print(f"measuring {spec} ...", file=sys.stderr, flush=True)
-            results.extend(compare([spec], config, text, Path(workdir)))
+        results = compare(
+            specs,
+            config,
+            text,
+            Path(workdir),
+            lambda spec: print(f"measuring {spec} ...", file=sys.stderr, flush=True),
+        )
     report = {
         "config": dataclasses.asdict(config),
         "prompt_tokens_note": "chat prompt, greedy",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.config import MODES
 from rag.errors import InputError
+from rag.retrieval import validate_k
 from rag.schema import SearchHit
 
 if TYPE_CHECKING:
@@ -40,8 +41,7 @@ def hit_metadata(hit: SearchHit) -> dict[str, Any]:
 def _check(mode: str | None, k: int) -> None:
     if mode is not None and mode not in MODES:
         raise InputError(f"mode={mode!r}: use one of {', '.join(MODES)}")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InputError(f"k={k!r}: the number of results must be a whole number >= 1")
+    validate_k(k)
 
 
 def _missing(framework: str, extra: str, exc: ImportError) -> InputError:

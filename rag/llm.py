@@ -271,9 +271,7 @@ def _drop_int8_cast_notice(record: logging.LogRecord) -> bool:
     return "inputs will be cast" not in record.getMessage()
 
 
-def load_model(
-    source: ModelSource, quantization: str = "none", device: str = "cpu", *, trainable_adapter: bool = False
-):
+def load_model(source: ModelSource, quantization: str = "none", device: str = "cpu"):
     """The causal LM at `source.path`, quantized as asked, with `source.adapter` attached."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -292,21 +290,21 @@ def load_model(
     except Exception as exc:
         raise ModelLoadError(_load_hint(source.path, exc)) from exc
     if source.adapter is not None:
-        model = attach_adapter(model, source.adapter, trainable=trainable_adapter)
+        model = attach_adapter(model, source.adapter)
     if device == "cpu" and qconfig is None:
         model = model.to(torch.device("cpu"))
     model.eval()
     return model
 
 
-def attach_adapter(model, adapter: str, *, trainable: bool = False):
+def attach_adapter(model, adapter: str):
     from peft import PeftModel
 
     folder = Path(adapter).expanduser()
     if not (folder / ADAPTER_CONFIG).is_file():
         raise ModelLoadError(f"{adapter}: not a LoRA adapter folder (no {ADAPTER_CONFIG})")
     try:
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        return PeftModel.from_pretrained(model, str(folder))
     except Exception as exc:
         raise ModelLoadError(f"cannot attach adapter {adapter}: {exc}") from exc
 

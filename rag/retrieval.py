@@ -31,11 +31,15 @@ def reciprocal_rank_fusion(
     return sorted(fused.items(), key=lambda pair: -pair[1])
 
 
+def validate_k(k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise InputError(f"k={k!r}: the number of results must be a whole number >= 1")
+
+
 def validate_query(query: str, k: int) -> None:
     if not isinstance(query, str) or not query.strip():
         raise InputError('the query is empty: ask something, e.g. ragtune search "what is LoRA?"')
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise InputError(f"k={k!r}: the number of results must be a whole number >= 1")
+    validate_k(k)
 
 
 def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
