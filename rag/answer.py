@@ -269,10 +269,7 @@ class Conversation:
         self.turns: list[Turn] = []
 
     def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
-        window = (
-            self.turns[-self.answerer.config.history_turns :] if self.answerer.config.history_turns else []
-        )
-        result = self.answerer.ask(question, history=window, stream=stream)
+        result = self.answerer.ask(question, history=self.turns, stream=stream)  # it keeps the window
         if isinstance(result, AnswerStream):
             return AnswerStream(iter(result), lambda _text: self._remember(result.answer))
         return self._remember(result)
