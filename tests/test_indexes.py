@@ -147,6 +147,27 @@ def test_dense_hnsw_finds_the_same_best_row_as_exact_search():
         assert flat.search(query, 1).scores[0] == pytest.approx(hnsw.search(query, 1).scores[0], abs=1e-6)
 
 
+def test_dense_search_runs_faiss_on_one_thread_and_restores_the_setting():
+    import faiss
+
+    index = build(DenseIndex.empty(FakeEmbedder()), random_corpus(50))
+    seen: list[int] = []
+    search = index.faiss_index.search
+
+    def spy(*args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return search(*args, **kwargs)
+
+    index.faiss_index.search = spy
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    try:
+        index.search("adapter rank", 5)
+        assert seen == [1] and faiss.omp_get_max_threads() == 3
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_dense_save_and_load_round_trip(tmp_path, kind):
     embedder = FakeEmbedder()
