@@ -4,8 +4,9 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/peers.py --quick     # smoke run: 300 chunks, few queries, no real data
     HF_HUB_OFFLINE=1 .venv/bin/python bench/peers.py --sizes 2000 --skip-real
 
-Needs, besides ragtune's own dependencies: llama-index-core, llama-index-retrievers-bm25,
-llama-index-vector-stores-qdrant (in-memory Qdrant), langchain-community, langchain-classic.
+Needs the peers, in ragtune's `bench` extra (`pip install -e '.[bench]'`): llama-index-core,
+llama-index-retrievers-bm25, llama-index-vector-stores-qdrant (in-memory Qdrant), langchain-community,
+langchain-classic.
 
 What is compared, per corpus size (generated ~90-word paragraphs from bench/corpus.py, ONE paragraph per
 file, so every document is already chunk-sized and no system splits it; chunk counts and the embedded texts
@@ -127,6 +128,16 @@ VERSIONED = (
     "torch",
     "numpy",
 )
+
+# The modules each peer needs, by the package that provides them (all in ragtune's `bench` extra).
+PEER_MODULES = {
+    "llama_index.core": "llama-index-core",
+    "llama_index.retrievers.bm25": "llama-index-retrievers-bm25",
+    "llama_index.vector_stores.qdrant": "llama-index-vector-stores-qdrant",
+    "langchain_community": "langchain-community",
+    "langchain_classic": "langchain-classic",
+    "sqlalchemy": "SQLAlchemy",
+}
 
 _STARTED = time.perf_counter()
 
@@ -1237,41 +1248,49 @@ def size_goals(res: dict[str, Any], real: dict[str, Any]) -> list[tuple[str, str
     rows.append(
         (f"ragtune 1% re-ingest / faster peer's ({LABEL[peer]})", "<= 1.00", f"{v:.3f}", _met(v <= 1))
     )
-    peer = faster(lambda p: lat(q, f"{p}/hybrid"))
-    v = lat(q, f"{peer}/hybrid") / lat(q, "ragtune/hybrid")
-    rows.append(
-        (f"faster peer's ({LABEL[peer]}) hybrid p50 / ragtune hybrid p50", ">= 3.0", f"{v:.2f}", _met(v >= 3))
+    # The query goal is judged one library at a time, as a process that uses one of them runs; the
+    # interleaved figure (every call once per query, in one process) also charges each library for the
+    # threads the previous call left spinning, and is shown as info. Runs from before the block pass
+    # was added have only the interleaved figure.
+    table = "latency_blocks" if "latency_blocks" in q else "latency"
+
+    def p50(call: str) -> float:
+        return lat(q, call, table=table)
+
+    peer = faster(lambda p: p50(f"{p}/hybrid"))
+    v = p50(f"{peer}/hybrid") / p50("ragtune/hybrid")
+    goal = f"faster peer's ({LABEL[peer]}) hybrid p50 / ragtune's" + (
+        ", one library at a time" if table == "latency_blocks" else ""
     )
+    rows.append((goal, ">= 3.0", f"{v:.2f}", _met(v >= 3)))
     if quality:
         ours, theirs = quality["ragtune/hybrid"]["ndcg@10"], quality[f"{peer}/hybrid"]["ndcg@10"]
         goal = f"  ... at equal or better nDCG@10 (Semanlink hybrid, ragtune vs {LABEL[peer]})"
         rows.append((goal, ">= peer", f"{ours:.3f} vs {theirs:.3f}", _met(ours >= theirs)))
-    if "latency_blocks" in q:
-        fast = faster(lambda p: lat(q, f"{p}/hybrid", table="latency_blocks"))
-        v = lat(q, f"{fast}/hybrid", table="latency_blocks") / lat(
-            q, "ragtune/hybrid", table="latency_blocks"
-        )
-        goal = f"  same, one library at a time: faster peer's ({LABEL[fast]}) hybrid p50 / ragtune's"
-        rows.append((goal, ">= 3.0", f"{v:.2f}", _met(v >= 3)))
-    torch_hybrid = lat(q, f"{TORCH_QUERIES}/hybrid")
-    v = lat(q, f"{peer}/hybrid") / torch_hybrid
+    torch_hybrid = p50(f"{TORCH_QUERIES}/hybrid")
+    v = p50(f"{peer}/hybrid") / torch_hybrid
     goal = f"(info) the same with ragtune's queries embedded on torch ({num(torch_hybrid)} ms)"
     rows.append((goal, "-", f"{v:.2f}", _won(v >= 1)))
-    v = lat(q, f"{peer}/hybrid") / lat(q, "encode/query")
+    v = p50(f"{peer}/hybrid") / p50("encode/query")
     goal = f"(info) {LABEL[peer]} hybrid p50 / bare torch query embedding p50"
     rows.append((goal, "-", f"{v:.2f}", "the most any torch-embedding system could reach"))
+    if table == "latency_blocks":
+        mixed = faster(lambda p: lat(q, f"{p}/hybrid"))
+        v = lat(q, f"{mixed}/hybrid") / lat(q, "ragtune/hybrid")
+        goal = f"(info) hybrid, interleaved with the other libraries' calls: {LABEL[mixed]} / ragtune"
+        rows.append((goal, "-", f"{v:.2f}", _won(v >= 1)))
     peer = faster(lambda p: unch[p]["wall_s"])
     v = unch["ragtune"]["wall_s"] / unch[peer]["wall_s"]
     rows.append(
         (f"(info) ragtune unchanged re-run / faster peer's ({LABEL[peer]})", "-", f"{v:.3f}", _won(v <= 1))
     )
-    peer = faster(lambda p: lat(q, f"{p}/dense"))
-    v = lat(q, f"{peer}/dense") / lat(q, "ragtune/dense")
+    peer = faster(lambda p: p50(f"{p}/dense"))
+    v = p50(f"{peer}/dense") / p50("ragtune/dense")
     rows.append(
         (f"(info) faster peer's ({LABEL[peer]}) dense p50 / ragtune dense p50", "-", f"{v:.2f}", _won(v >= 1))
     )
     for peer in PEERS:
-        v = lat(q, f"{peer}/bm25") / lat(q, "ragtune/bm25")
+        v = p50(f"{peer}/bm25") / p50("ragtune/bm25")
         rows.append((f"(info) {LABEL[peer]} bm25 p50 / ragtune bm25 p50", "-", f"{v:.2f}", _won(v >= 1)))
     return rows
 
@@ -1397,8 +1416,29 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def missing_peers() -> list[str]:
+    """The packages of PEER_MODULES that are not installed."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            return False
+
+    return sorted({package for module, package in PEER_MODULES.items() if not found(module)})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    missing = missing_peers()
+    if missing:  # before any work, rather than an ImportError halfway through
+        print(
+            f"bench/peers.py: the peers are not installed ({', '.join(missing)}): "
+            "run .venv/bin/pip install -e '.[bench]'",
+            file=sys.stderr,
+        )
+        return 2
     quiet_libraries()
     if args.torch_threads:
         import torch
