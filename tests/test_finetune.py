@@ -172,6 +172,19 @@ def test_qlora_trains_on_a_4bit_base(tiny_llm_dir: Path, qa_file: Path, tmp_path
     assert result.final_eval_loss < result.first_eval_loss - 0.1
 
 
+def test_qlora_trains_where_bitsandbytes_would_repack_4bit_weights_for_inference(
+    tiny_llm_dir: Path, qa_file: Path, tmp_path: Path, monkeypatch
+):
+    # As on a CPU with AVX512-BF16, where an eval pass repacks the weights and training then went nowhere.
+    import bitsandbytes.nn.modules
+
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: True)
+    result = finetune(
+        fast(tiny_llm_dir, quantization="nf4"), tmp_path / "adapter", data=qa_file, progress=False
+    )
+    assert result.final_eval_loss < result.first_eval_loss - 0.1
+
+
 def test_training_on_store_chunks(tiny_llm_dir: Path, rag, corpus, tmp_path: Path):
     rag.ingest(corpus, progress=False)
     result = finetune(
