@@ -130,19 +130,17 @@ def make_optimizer(params, config: FinetuneConfig, device: str, quantization: st
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0), "adamw_torch"
 
 
-def keep_4bit_layout_for_training(model) -> int:
-    """Stop bitsandbytes from repacking 4-bit weights into its CPU inference layout; returns how many
-    layers it would have repacked.
+def keep_4bit_layout_for_training(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights into its CPU inference layout.
 
     On CPUs with AVX512-BF16, a Linear4bit that runs in eval mode without gradients (the held-out loss
     pass) rewrites its weight into a packed layout meant for inference only; training on after that left
     the adapter without effect (held-out loss equal to 7 digits before and after 12 steps). Training
     never needs that layout, so it is switched off for the model being trained.
     """
-    layers = [m for m in model.modules() if getattr(m, "support_avx512bf16_for_cpu", False)]
-    for layer in layers:
-        layer.support_avx512bf16_for_cpu = False
-    return len(layers)
+    for layer in model.modules():
+        if getattr(layer, "support_avx512bf16_for_cpu", False):
+            layer.support_avx512bf16_for_cpu = False
 
 
 def evaluate(model, examples: list[Example], batch_size: int, pad_id: int) -> float | None:
