@@ -992,6 +992,14 @@ def lat(q: dict[str, Any], call: str, key: str = "p50_ms", table: str = "latency
     return values[call][key] if call in values else float("nan")
 
 
+def per_system(q: dict[str, Any], mode: str, key: str = "p50_ms", table: str = "latency") -> dict[str, Any]:
+    """One latency statistic of `mode` for every system; None where a system has no such mode."""
+    return {
+        n: lat(q, f"{n}/{mode}", key, table) if f"{n}/{mode}" in q.get(table, {}) else None
+        for n in (*SYSTEMS, TORCH_QUERIES)
+    }
+
+
 def print_size(res: dict[str, Any]) -> None:
     size = res["chunks"]
     full, inc, unch, q = res["full"], res["incremental"], res["unchanged"], res["queries"]
@@ -1092,10 +1100,7 @@ def print_size(res: dict[str, Any]) -> None:
             rows.append(
                 row(
                     f"query {mode} {stat[:3]} ms",
-                    {
-                        n: lat(q, f"{n}/{mode}", stat) if f"{n}/{mode}" in q["latency"] else None
-                        for n in (*SYSTEMS, TORCH_QUERIES)
-                    },
+                    per_system(q, mode, stat),
                     lambda v: num(v, 2),
                     refs,
                     bare=num(lat(q, "encode/query", stat), 2) if mode in ("dense", "hybrid") else "-",
@@ -1106,12 +1111,7 @@ def print_size(res: dict[str, Any]) -> None:
             rows.append(
                 row(
                     f"query {mode} p50 ms, one library at a time",
-                    {
-                        n: lat(q, f"{n}/{mode}", table="latency_blocks")
-                        if f"{n}/{mode}" in q["latency_blocks"]
-                        else None
-                        for n in (*SYSTEMS, TORCH_QUERIES)
-                    },
+                    per_system(q, mode, table="latency_blocks"),
                     lambda v: num(v, 2),
                     bare=num(lat(q, "encode/query", table="latency_blocks"), 2)
                     if mode in ("dense", "hybrid")
