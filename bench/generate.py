@@ -276,12 +276,12 @@ def child_main(spec: dict[str, Any]) -> None:
 
 def build_rag_prompt(work: Path, question: str, llm: Any) -> tuple[list[dict[str, str]], list[str], dict]:
     """The chat messages `Answerer.ask` would send for `question`, and the text of every indexed chunk."""
-    from importlib.resources import files
+    from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages, relevant
+    from ragtune.rag.sample import sample_corpus
 
-    from rag import RAG
-    from rag.answer import AnswerConfig, build_messages, fit_passages, relevant
+    from ragtune import RAG
 
-    corpus = Path(str(files("rag") / "sample_corpus"))
+    corpus = sample_corpus()
     config = AnswerConfig()
     handle = RAG.open(work / "index")
     try:
@@ -418,8 +418,7 @@ def child_speed(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the default generator, build the RAG prompt (saved for the other children) and, unless
     told not to, time section 1."""
     import torch
-
-    from rag.llm import GeneratorConfig, LocalLLM
+    from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
     work = Path(spec["work"])
     log("loading the default generator")
@@ -524,8 +523,7 @@ def greedy_speed(llm: Any, messages: list[dict[str, str]], new_tokens: int, repe
 def child_quant(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers  # noqa: F401  (imported before the clock: the load time is the model's own)
-
-    from rag.llm import GeneratorConfig, LocalLLM
+    from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
     variant = spec["variant"]
     before = memory_now()
@@ -669,7 +667,7 @@ def time_optimizer_steps(marks: list[dict[str, float]]) -> None:
     """Make `finetune.train.train` record a mark (time, memory) when its optimizer is made, that is once
     the model is loaded and wrapped, and after every optimizer step. Consecutive differences are whole
     steps: forward, backward, clipping, update."""
-    import finetune.train as train_module
+    import ragtune.finetune.train as train_module
 
     make_optimizer = train_module.make_optimizer
 
@@ -687,11 +685,10 @@ def time_optimizer_steps(marks: list[dict[str, float]]) -> None:
 
 def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     import torch  # noqa: F401  (imported before the baseline memory reading)
-
-    from finetune.config import FinetuneConfig
-    from finetune.data import Dataset, text_examples
-    from finetune.train import train
-    from rag.llm import load_tokenizer, resolve_model
+    from ragtune.finetune.config import FinetuneConfig
+    from ragtune.finetune.data import Dataset, text_examples
+    from ragtune.finetune.train import train
+    from ragtune.rag.generation.llm import load_tokenizer, resolve_model
 
     variant = TRAIN_VARIANTS[spec["variant"]]
     work = Path(spec["work"])

@@ -59,16 +59,14 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is a local folder; never ask a hub
 
 import numpy as np  # noqa: E402
+from ragtune.indexes.embedding import SentenceTransformerEmbedder, default_model_path  # noqa: E402
+from ragtune.indexes.tokenize import Tokenizer  # noqa: E402
 
-# `rag` before any `indexes.*` module (see bench/retrieval.py: the import order avoids a circular import).
-import rag  # noqa: E402,F401
 from bench import semanlink  # noqa: E402
 from bench.corpus import Corpus, CorpusSpec, edit_documents, write_documents  # noqa: E402
 from bench.metrics import median, ndcg_at_k, paired_bootstrap, recall_at_k, timed, timed_cpu  # noqa: E402
 from bench.retrieval import lexical_words  # noqa: E402
-from indexes.embedding import SentenceTransformerEmbedder, default_model_path  # noqa: E402
-from indexes.tokenize import Tokenizer  # noqa: E402
-from rag import RAG  # noqa: E402
+from ragtune import RAG  # noqa: E402
 
 K = 10
 FUSION_DEPTH = 50  # ragtune's RetrievalConfig.depth: candidates each retriever gives to RRF

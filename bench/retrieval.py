@@ -32,10 +32,12 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default model is a local folder; never ask a hub
 
 import numpy as np  # noqa: E402
+from ragtune.indexes.bm25 import BM25Index  # noqa: E402
+from ragtune.indexes.embedding import SentenceTransformerEmbedder  # noqa: E402
+from ragtune.indexes.tokenize import Tokenizer  # noqa: E402
+from ragtune.rag.ingest.chunking import Chunker, ChunkingConfig  # noqa: E402
+from ragtune.rag.ingest.readers import parse_bytes  # noqa: E402
 
-# `rag` must be imported before any `indexes.*` module: indexes.* import rag.errors, whose package
-# __init__ imports rag.api, which imports indexes.* again (a circular import when indexes comes first).
-import rag  # noqa: E402,F401
 from bench.corpus import Corpus, CorpusSpec, document_name, edit_documents, write_documents  # noqa: E402
 from bench.metrics import (  # noqa: E402
     mean,
@@ -48,12 +50,7 @@ from bench.metrics import (  # noqa: E402
     timed,
     timed_cpu,
 )
-from indexes.bm25 import BM25Index  # noqa: E402
-from indexes.embedding import SentenceTransformerEmbedder  # noqa: E402
-from indexes.tokenize import Tokenizer  # noqa: E402
-from rag import RAG, RAGConfig  # noqa: E402
-from rag.chunking import Chunker, ChunkingConfig  # noqa: E402
-from rag.readers import parse_bytes  # noqa: E402
+from ragtune import RAG, RAGConfig  # noqa: E402
 
 CHUNKING = ChunkingConfig(chunk_size=800, chunk_overlap=0)  # one generated paragraph = one chunk
 MODES = ("bm25", "tfidf", "dense", "hybrid")

@@ -14,11 +14,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from rag.errors import InputError, ModelLoadError
+from ragtune.core.errors import InputError, ModelLoadError
+from ragtune.rag.sample import sample_corpus
 
 PROMPT = "Explain in two sentences what a LoRA adapter is."
 
@@ -63,7 +63,7 @@ class Measurement:
 def default_heldout_text() -> str:
     """The bundled sample corpus's Markdown pages: text no default adapter was trained on unless you
     trained on that corpus (then pass your own --text)."""
-    corpus = Path(str(files("rag") / "sample_corpus"))
+    corpus = sample_corpus()
     return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(corpus.rglob("*.md")))
 
 
@@ -90,10 +90,9 @@ def measure(spec: str, config: CompareConfig, text: str) -> Measurement:
     """Load `spec` and time it, in this process (call through `measure_in_subprocess`)."""
     import torch
     import transformers  # noqa: F401  (imported before the clock starts: load time is the model's own)
-
-    from finetune.merge import folder_size_mb
-    from finetune.train import peak_memory_mb
-    from rag.llm import GeneratorConfig, LocalLLM
+    from ragtune.finetune.merge import folder_size_mb
+    from ragtune.finetune.train import peak_memory_mb
+    from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
     started = time.perf_counter()
     llm = LocalLLM.load(

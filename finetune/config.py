@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rag.errors import InputError
+from ragtune.core.errors import InputError
 
 FINETUNE_FORMAT = 1
 CONFIG_FILE = "ragtune_finetune.json"

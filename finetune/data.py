@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.errors import InputError
+from ragtune.core.errors import InputError
 
 IGNORE = -100  # label value the loss skips (PyTorch's cross-entropy default)
 QA_SHAPES = (
@@ -131,8 +131,8 @@ def text_examples(texts: list[str], tokenizer, max_length: int) -> list[Example]
 
 def load_store_chunks(index: str | Path, tokenizer, max_length: int) -> Dataset:
     """The chunks of an index folder, in id order, as continued pre-training text."""
-    from rag.api import STORE_FILE
-    from rag.store import Store
+    from ragtune.rag.api import STORE_FILE
+    from ragtune.rag.store.database import Store
 
     folder = Path(index).expanduser()
     if not (folder / STORE_FILE).is_file():

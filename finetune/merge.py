@@ -9,8 +9,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.errors import InputError, ModelLoadError
-from rag.llm import ADAPTER_CONFIG, ModelSource, attach_adapter, load_model, load_tokenizer, resolve_model
+from ragtune.core.errors import InputError, ModelLoadError
+from ragtune.rag.generation.llm import (
+    ADAPTER_CONFIG,
+    ModelSource,
+    attach_adapter,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.config import CONFIG_FILE, FinetuneConfig
-from finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
-from rag.errors import InputError
-from rag.llm import (
+from ragtune.core.errors import InputError
+from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
+from ragtune.finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
+from ragtune.rag.generation.llm import (
     ModelSource,
     choose_device,
     choose_quantization,

@@ -63,7 +63,7 @@ def write_params(directory: Path, kind: str, **sections: object) -> None:
 
 
 def read_params(directory: Path, kind: str) -> dict:
-    from rag.errors import StoreFormatError
+    from ragtune.core.errors import StoreFormatError
 
     path = directory / "params.json"
     try:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
-from indexes.base import Ranking, read_params, write_params
-from indexes.embedding import Embedder
-from rag.errors import InputError, StoreFormatError
-from rag.schema import text_hash
+from ragtune.core.errors import InputError, StoreFormatError
+from ragtune.core.schema import text_hash
+from ragtune.indexes.base import Ranking, read_params, write_params
+from ragtune.indexes.embedding import Embedder
 
 
 @dataclass(frozen=True)

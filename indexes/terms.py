@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
-from indexes.base import write_params
-from indexes.tokenize import Tokenizer, TokenizerConfig
+from ragtune.indexes.base import write_params
+from ragtune.indexes.tokenize import Tokenizer, TokenizerConfig
 
 
 class TermCounts:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
-from indexes.base import Ranking, read_params, top_k
-from indexes.terms import SparseTermIndex, TermCounts
-from indexes.tokenize import TokenizerConfig
+from ragtune.indexes.base import Ranking, read_params, top_k
+from ragtune.indexes.terms import SparseTermIndex, TermCounts
+from ragtune.indexes.tokenize import TokenizerConfig
 
 
 @dataclass(frozen=True)

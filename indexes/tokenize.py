@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.errors import InputError
+from ragtune.core.errors import InputError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -17,16 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from indexes.embedding import Embedder, SentenceTransformerEmbedder
-from rag.answer import LLM, Answer, AnswerConfig, Answerer, AnswerStream, Conversation
-from rag.config import RAGConfig
-from rag.errors import IndexBusyError, InputError
-from rag.generations import Generation, Generations
-from rag.ingest import Ingestor, IngestReport
-from rag.llm import GeneratorConfig, LocalLLM
-from rag.retrieval import retrieve
-from rag.schema import SearchHit
-from rag.store import Store
+from ragtune.core.errors import IndexBusyError, InputError
+from ragtune.core.schema import SearchHit
+from ragtune.indexes.embedding import Embedder, SentenceTransformerEmbedder
+from ragtune.rag.config import RAGConfig
+from ragtune.rag.generation.answer import LLM, Answer, AnswerConfig, Answerer, AnswerStream, Conversation
+from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
+from ragtune.rag.ingest.ingestor import Ingestor, IngestReport
+from ragtune.rag.retrieval import retrieve
+from ragtune.rag.store.database import Store
+from ragtune.rag.store.generations import Generation, Generations
 
 STORE_FILE = "store.sqlite"
 CONFIG_FILE = "config.json"
@@ -198,14 +198,14 @@ class RAG:
     def as_langchain_retriever(self, mode: str | None = None, k: int = 5):
         """This index as a LangChain `BaseRetriever` (needs the `langchain` extra): `invoke(query)` gives
         `Document`s with source, chunk id, scores and ranks in their metadata."""
-        from rag.interop import langchain_retriever
+        from ragtune.rag.interop import langchain_retriever
 
         return langchain_retriever(self, mode=mode, k=k)
 
     def as_llamaindex_retriever(self, mode: str | None = None, k: int = 5):
         """This index as a LlamaIndex `BaseRetriever` (needs the `llamaindex` extra): `retrieve(query)`
         gives `NodeWithScore`s, ready for a `RetrieverQueryEngine`."""
-        from rag.interop import llamaindex_retriever
+        from ragtune.rag.interop import llamaindex_retriever
 
         return llamaindex_retriever(self, mode=mode, k=k)
 

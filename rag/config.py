@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from indexes.bm25 import BM25Config
-from indexes.dense import DenseConfig
-from indexes.embedding import EmbeddingConfig
-from indexes.tfidf import TfidfConfig
-from indexes.tokenize import TokenizerConfig
-from rag.chunking import ChunkingConfig
-from rag.errors import InputError, StoreFormatError
+from ragtune.core.errors import InputError, StoreFormatError
+from ragtune.indexes.bm25 import BM25Config
+from ragtune.indexes.dense import DenseConfig
+from ragtune.indexes.embedding import EmbeddingConfig
+from ragtune.indexes.tfidf import TfidfConfig
+from ragtune.indexes.tokenize import TokenizerConfig
+from ragtune.rag.ingest.chunking import ChunkingConfig
 
 CONFIG_FORMAT = 1
 MODES = ("bm25", "tfidf", "dense", "hybrid")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from rag.config import MODES
-from rag.errors import InputError
-from rag.retrieval import validate_k
-from rag.schema import SearchHit
+from ragtune.core.errors import InputError
+from ragtune.core.schema import SearchHit
+from ragtune.rag.config import MODES
+from ragtune.rag.retrieval import validate_k
 
 if TYPE_CHECKING:
-    from rag.api import RAG
+    from ragtune.rag.api import RAG
 
 # Evidence for debugging and re-ranking; kept out of the text LlamaIndex shows the LLM and embeds.
 _EVIDENCE_KEYS = ["chunk_id", "document_id", "position", "rank", "score", "scores", "ranks"]

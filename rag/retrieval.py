@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.config import RetrievalConfig
-from rag.errors import InputError
-from rag.generations import Generation
+from ragtune.core.errors import InputError
+from ragtune.rag.config import RetrievalConfig
+from ragtune.rag.store.generations import Generation
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag import RAG
+from ragtune import RAG
 
 DIM = 64
+
+# pytest puts the repository root on sys.path (tests/ is a package), where the folders rag/, indexes/,
+# ... would import a second time as top-level packages beside the installed ragtune.* ones. Everything
+# must go through `ragtune.`: a test or module that still names the bare folders fails here instead.
+_BARE_FOLDERS = {"rag", "indexes", "finetune", "eval", "ui", "core", "cli"}
+
+
+class _NoBareFolders(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in _BARE_FOLDERS:
+            raise ImportError(f"import {fullname!r}: ragtune's folders are imported as ragtune.{fullname}")
+        return None
+
+
+sys.meta_path.insert(0, _NoBareFolders())
 
 
 class FakeEmbedder:

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from ragtune.core.schema import SearchHit
+from ragtune.rag.generation.answer import (
+    Answerer,
+    AnswerStream,
+    citations,
+    fit_passages,
+    is_refusal,
+    relevant,
+)
 
-from rag import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
-from rag.answer import Answerer, AnswerStream, citations, fit_passages, is_refusal, relevant
-from rag.schema import SearchHit
+from ragtune import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
 
 
 class ScriptedLLM:
@@ -134,7 +141,7 @@ def test_conversation_keeps_only_the_window_of_turns(rag: RAG, corpus, llm: Scri
     rag.ingest(corpus, progress=False)
     config = AnswerConfig(history_turns=1, min_scores={})
     answerer = Answerer(lambda q, k, mode: rag.search(q, k=k, mode=mode), lambda: llm, config)
-    from rag.answer import Conversation
+    from ragtune.rag.generation.answer import Conversation
 
     chat = Conversation(answerer)
     for question in ("what is LoRA?", "what is QLoRA?", "what is BM25 length normalisation?"):

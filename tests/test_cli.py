@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from rag.cli import main
+from ragtune.cli.main import main
 
 
 @pytest.fixture
@@ -106,7 +105,7 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
         [
             sys.executable,
             "-m",
-            "rag.cli",
+            "ragtune.cli.main",
             "ingest",
             str(tmp_path / "missing"),
             "--index",

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rag.cli import main
+from ragtune.cli.main import main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

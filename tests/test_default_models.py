@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from ragtune.rag.sample import sample_corpus
 
-from rag import RAG
+from ragtune import RAG
 
 pytestmark = pytest.mark.slow
 
-SAMPLE = Path(str(files("rag") / "sample_corpus"))
+SAMPLE = sample_corpus()
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,11 @@ def test_default_llm_is_not_asked_an_off_topic_question(sample_rag):
 
 def test_default_llm_trains_merges_and_reloads(sample_rag, tmp_path):
     """Two LoRA steps on the sample corpus's chunks, then merge: the merged model loads and answers."""
-    from finetune.config import FinetuneConfig
-    from finetune.merge import merge
-    from finetune.train import finetune
-    from rag import GeneratorConfig, LocalLLM
+    from ragtune.finetune.config import FinetuneConfig
+    from ragtune.finetune.merge import merge
+    from ragtune.finetune.train import finetune
+
+    from ragtune import GeneratorConfig, LocalLLM
 
     config = FinetuneConfig(max_steps=2, batch_size=2, max_length=64, eval_fraction=0.05)
     result = finetune(config, tmp_path / "adapter", index=sample_rag.folder, progress=False)
@@ -76,7 +77,7 @@ def test_default_llm_trains_merges_and_reloads(sample_rag, tmp_path):
 def test_demo_ingests_searches_and_answers(tmp_path, capsys):
     import json
 
-    from rag.cli import DEMO_QUESTIONS, main
+    from ragtune.cli.main import DEMO_QUESTIONS, main
 
     assert main(["demo", "--index", str(tmp_path / "demo"), "--json", "-q"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -6,14 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
+from ragtune.finetune.compare import CompareConfig, Measurement, compare, perplexity, table
+from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
+from ragtune.finetune.data import (
+    IGNORE,
+    load_qa_jsonl,
+    load_store_chunks,
+    record_messages,
+    split,
+    tokenize_chat,
+)
+from ragtune.finetune.merge import merge
+from ragtune.finetune.train import CHECKPOINT, finetune, train
+from ragtune.rag.generation.llm import cuda_available, has_bitsandbytes, load_tokenizer, resolve_model
 
-from finetune.compare import CompareConfig, Measurement, compare, perplexity, table
-from finetune.config import CONFIG_FILE, FinetuneConfig
-from finetune.data import IGNORE, load_qa_jsonl, load_store_chunks, record_messages, split, tokenize_chat
-from finetune.merge import merge
-from finetune.train import CHECKPOINT, finetune, train
-from rag import GeneratorConfig, InputError, LocalLLM
-from rag.llm import cuda_available, has_bitsandbytes, load_tokenizer, resolve_model
+from ragtune import GeneratorConfig, InputError, LocalLLM
 
 QA = [
     {"question": f"what does LoRA learn {i} ?", "answer": "LoRA learns a low-rank update"} for i in range(16)
@@ -324,7 +331,7 @@ def test_compare_measures_each_model_in_its_own_process(
 
 
 def test_compare_reports_a_model_that_fails_to_load(tmp_path: Path):
-    from rag import ModelLoadError
+    from ragtune import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="measuring ./missing failed: ./missing: no such file"):
         compare(["./missing"], CompareConfig(runs=2), "text text", tmp_path)

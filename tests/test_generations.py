@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ragtune.core.errors import IndexBusyError
+from ragtune.indexes.dense import DenseIndex
 
-from indexes.dense import DenseIndex
-from rag import RAG
-from rag.errors import IndexBusyError
+from ragtune import RAG
 from tests.conftest import FakeEmbedder
 
 

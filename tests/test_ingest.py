@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from ragtune.core.errors import InputError
 
-from rag import RAG, RAGConfig, ReaderConfig
-from rag.errors import InputError
+from ragtune import RAG, RAGConfig, ReaderConfig
 
 MODES = ["bm25", "tfidf", "dense", "hybrid"]
 
@@ -180,7 +180,7 @@ def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corp
 
 
 def test_a_file_that_vanishes_during_the_scan_is_skipped(rag, corpus, monkeypatch):
-    import rag.ingest as ingest_module
+    import ragtune.rag.ingest.ingestor as ingest_module
 
     real_list = ingest_module.list_files
     monkeypatch.setattr(

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rag import RAG, InputError
+from ragtune import RAG, InputError
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_bad_arguments_are_refused_up_front(indexed: RAG, method: str, kwargs, m
     ],
 )
 def test_a_missing_framework_names_the_extra_to_install(indexed: RAG, monkeypatch, method, module, extra):
-    from rag import interop
+    from ragtune.rag import interop
 
     interop._langchain_class.cache_clear()
     interop._llamaindex_class.cache_clear()

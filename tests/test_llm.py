@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from ragtune.rag.generation.llm import choose_quantization, has_bitsandbytes, resolve_model
 
-from rag import GeneratorConfig, InputError, LocalLLM, ModelLoadError
-from rag.llm import choose_quantization, has_bitsandbytes, resolve_model
+from ragtune import GeneratorConfig, InputError, LocalLLM, ModelLoadError
 
 MESSAGES = [{"role": "user", "content": "what is LoRA ?"}]
 needs_bnb = pytest.mark.skipif(not has_bitsandbytes(), reason="bitsandbytes is not installed")
@@ -121,13 +121,13 @@ def test_auto_quantization_is_unquantized_on_cpu():
 
 
 def test_quantization_without_bitsandbytes_says_how_to_install(monkeypatch):
-    monkeypatch.setattr("rag.llm.has_bitsandbytes", lambda: False)
+    monkeypatch.setattr("ragtune.rag.generation.llm.has_bitsandbytes", lambda: False)
     with pytest.raises(ModelLoadError, match=r"pip install 'ragtune\[gpu\]'"):
         choose_quantization("nf4", "cpu")
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error(monkeypatch, tiny_llm_dir: Path):
-    monkeypatch.setattr("rag.llm.cuda_available", lambda: False)
+    monkeypatch.setattr("ragtune.rag.generation.llm.cuda_available", lambda: False)
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
         LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), device="cuda"))
 

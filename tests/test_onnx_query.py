@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ragtune.indexes.embedding import EmbeddingConfig, SentenceTransformerEmbedder
 
-from indexes.embedding import EmbeddingConfig, SentenceTransformerEmbedder
-from rag import RAG, ModelLoadError, RAGConfig
+from ragtune import RAG, ModelLoadError, RAGConfig
 
 pytest.importorskip("onnxruntime")
 QUERIES = [
@@ -62,7 +62,7 @@ def test_search_ranks_are_the_same_with_either_backend(tmp_path: Path, corpus: P
 
 
 def test_a_model_it_cannot_reproduce_falls_back_to_torch_with_a_warning(tiny_model_dir: Path, monkeypatch):
-    monkeypatch.setattr("indexes.onnx_query.exportable", lambda st_model: "modules [...] are not plain")
+    monkeypatch.setattr("ragtune.indexes.onnx_query.exportable", lambda st_model: "modules [...] are not plain")
     auto = embedder(tiny_model_dir)
     with pytest.warns(UserWarning, match="embedded with torch: no ONNX query encoder"):
         auto.encode(QUERIES, query=True)
@@ -72,7 +72,7 @@ def test_a_model_it_cannot_reproduce_falls_back_to_torch_with_a_warning(tiny_mod
 
 
 def test_without_onnxruntime_auto_says_what_to_install(tiny_model_dir: Path, monkeypatch):
-    monkeypatch.setattr("indexes.onnx_query.onnxruntime_available", lambda: False)
+    monkeypatch.setattr("ragtune.indexes.onnx_query.onnxruntime_available", lambda: False)
     with pytest.warns(UserWarning, match="pip install onnxruntime onnx"):
         embedder(tiny_model_dir).encode(QUERIES, query=True)
 

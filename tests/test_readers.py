@@ -11,8 +11,7 @@ import zipfile
 import docx
 import pytest
 from fpdf import FPDF
-
-from rag.readers import SUPPORTED_SUFFIXES, ReadResult, parse_bytes
+from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadResult, parse_bytes
 
 SOURCE = "/corpus/file"
 TEXT_SUFFIXES = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl"]

@@ -4,7 +4,7 @@ import queue
 import threading
 from pathlib import Path
 
-from rag.watch import watch
+from ragtune.rag.ingest.watch import watch
 
 
 def test_watch_reindexes_after_files_change(rag, corpus):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from rag.errors import InputError
-from rag.schema import Chunk, Document, chunk_id
+from ragtune.core.errors import InputError
+from ragtune.core.schema import Chunk, Document, chunk_id
 
 # Tried in order: a chunk is cut at the coarsest boundary that keeps it under the size limit.
 _SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]

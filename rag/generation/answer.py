@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rag.errors import InputError
-from rag.schema import SearchHit
+from ragtune.core.errors import InputError
+from ragtune.core.schema import SearchHit
 
 SYSTEM_PROMPT = (
     "Answer from the context only. Cite passages as [1], [2]. "

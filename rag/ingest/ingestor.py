@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ragtune.core.errors import InputError, StoreFormatError
+from ragtune.core.schema import Chunk, Document
+from ragtune.indexes.bm25 import BM25Index
+from ragtune.indexes.dense import DenseIndex
+from ragtune.indexes.embedding import Embedder
+from ragtune.indexes.tfidf import TfidfIndex
+from ragtune.rag.config import RAGConfig
+from ragtune.rag.ingest.chunking import Chunker
+from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, parse_bytes
+from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
+from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
 from tqdm.auto import tqdm
-
-from indexes.bm25 import BM25Index
-from indexes.dense import DenseIndex
-from indexes.embedding import Embedder
-from indexes.tfidf import TfidfIndex
-from rag.chunking import Chunker
-from rag.config import RAGConfig
-from rag.errors import InputError, StoreFormatError
-from rag.generations import INDEX_KINDS, Generation, Generations
-from rag.readers import SUPPORTED_SUFFIXES, parse_bytes
-from rag.schema import Chunk, Document
-from rag.store import DocumentWrite, SourceWrite, Store, StoredDocument
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.cache import cache_dir, publish, staging_folder
-from rag.errors import InputError, ModelLoadError
+from ragtune.core.cache import cache_dir, publish, staging_folder
+from ragtune.core.errors import InputError, ModelLoadError
 
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
 DEVICES = ("auto", "cpu", "cuda")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import StoreFormatError
-from rag.schema import Chunk, Document
+from ragtune.core.errors import StoreFormatError
+from ragtune.core.schema import Chunk, Document
 
 STORE_FORMAT = 1
 

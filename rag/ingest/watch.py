@@ -6,8 +6,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from rag.api import RAG
-from rag.ingest import IngestReport
+from ragtune.rag.api import RAG
+from ragtune.rag.ingest.ingestor import IngestReport
 
 
 def watch(

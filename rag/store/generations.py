@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from indexes.base import Index
-from indexes.bm25 import BM25Index
-from indexes.dense import DenseIndex
-from indexes.embedding import Embedder
-from indexes.tfidf import TfidfIndex
-from rag.errors import StoreFormatError
+from ragtune.core.errors import StoreFormatError
+from ragtune.indexes.base import Index
+from ragtune.indexes.bm25 import BM25Index
+from ragtune.indexes.dense import DenseIndex
+from ragtune.indexes.embedding import Embedder
+from ragtune.indexes.tfidf import TfidfIndex
 
 GENERATION_FORMAT = 1
 INDEX_KINDS = ("bm25", "tfidf", "dense")

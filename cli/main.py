@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rag.errors import RagtuneError
+from ragtune.core.errors import RagtuneError
 
 DEFAULT_INDEX = ".ragtune"
 DEMO_INDEX = ".ragtune-demo"
@@ -174,8 +174,8 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_for_new_index(args: argparse.Namespace):
-    from rag.chunking import ChunkingConfig
-    from rag.config import RAGConfig
+    from ragtune.rag.config import RAGConfig
+    from ragtune.rag.ingest.chunking import ChunkingConfig
 
     config = RAGConfig()
     chunking = {}
@@ -199,8 +199,8 @@ def _config_for_new_index(args: argparse.Namespace):
 def _open(args: argparse.Namespace, **components: Any):
     """The index at --index: its saved config, or a new one from the new-index options, with this
     run's --max-file-mb on top."""
-    from rag.api import CONFIG_FILE, RAG
-    from rag.config import RAGConfig, ReaderConfig
+    from ragtune.rag.api import CONFIG_FILE, RAG
+    from ragtune.rag.config import RAGConfig, ReaderConfig
 
     folder = Path(args.index).expanduser()
     asked = any(
@@ -254,7 +254,7 @@ def _print_hits(hits, as_json: bool, query: str) -> None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     rag = _open(args)
     if args.watch:
-        from rag.watch import watch
+        from ragtune.rag.ingest.watch import watch
 
         print(f"watching {args.path} (Ctrl-C to stop)", file=sys.stderr)
         with contextlib.suppress(KeyboardInterrupt):
@@ -265,7 +265,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _open_existing(args: argparse.Namespace, **components: Any):
-    from rag.api import CONFIG_FILE
+    from ragtune.rag.api import CONFIG_FILE
 
     if not (Path(args.index).expanduser() / CONFIG_FILE).exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
@@ -307,9 +307,9 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from importlib.resources import files
+    from ragtune.rag.sample import sample_corpus
 
-    corpus = Path(str(files("rag") / "sample_corpus"))
+    corpus = sample_corpus()
     rag = _open(args)
     print(f"Indexing the bundled sample corpus ({corpus}) into {args.index}", file=sys.stderr)
     report = rag.ingest(corpus, progress=not args.quiet)
@@ -345,8 +345,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    from rag.answer import AnswerConfig
-    from rag.llm import GeneratorConfig
+    from ragtune.rag.generation.answer import AnswerConfig
+    from ragtune.rag.generation.llm import GeneratorConfig
 
     chosen = {
         "model": args.model,
@@ -398,7 +398,7 @@ def _print_sources(answer) -> None:
 
 
 def _finetune_config(args: argparse.Namespace):
-    from finetune.config import FinetuneConfig
+    from ragtune.finetune.config import FinetuneConfig
 
     values: dict[str, Any] = {}
     for name in (
@@ -432,7 +432,7 @@ def _finetune_config(args: argparse.Namespace):
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from finetune.train import finetune
+    from ragtune.finetune.train import finetune
 
     config = _finetune_config(args)
     if args.from_store and not (Path(args.index).expanduser() / "store.sqlite").exists():
@@ -460,7 +460,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         print(f"  eval loss {first:.3f} -> {final:.3f} on {result.eval_examples} held-out examples")
     if result.resumed_from:
         print(f"  resumed from the checkpoint at step {result.resumed_from}")
-    from finetune.config import FinetuneConfig
+    from ragtune.finetune.config import FinetuneConfig
 
     _config, run = FinetuneConfig.load(Path(result.adapter))
     for problem in run.get("data", {}).get("problems", []):
@@ -469,7 +469,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from finetune.merge import merge
+    from ragtune.finetune.merge import merge
 
     result = merge(args.adapter, args.out)
     if args.json:
@@ -484,7 +484,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import tempfile
 
-    from finetune.compare import CompareConfig, compare, default_heldout_text, table
+    from ragtune.finetune.compare import CompareConfig, compare, default_heldout_text, table
 
     config = CompareConfig(runs=args.runs, new_tokens=args.new_tokens, quantization=args.quantization)
     if args.text:

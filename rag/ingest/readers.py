@@ -26,8 +26,7 @@ from bs4.dammit import EncodingDetector
 from docx.opc.exceptions import PackageNotFoundError
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
-
-from rag.schema import Document
+from ragtune.core.schema import Document
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""ragtune: question answering over your own documents.
+
+Names are imported on first use, so `import rag.errors` (which the indexes need) stays cheap and
+never pulls in the whole package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "RAG": "ragtune.rag.api",
+    "RAGConfig": "ragtune.rag.config",
+    "Answer": "ragtune.rag.generation.answer",
+    "AnswerConfig": "ragtune.rag.generation.answer",
+    "AnswerStream": "ragtune.rag.generation.answer",
+    "Conversation": "ragtune.rag.generation.answer",
+    "GeneratorConfig": "ragtune.rag.generation.llm",
+    "LocalLLM": "ragtune.rag.generation.llm",
+    "ReaderConfig": "ragtune.rag.config",
+    "RetrievalConfig": "ragtune.rag.config",
+    "RagtuneError": "ragtune.core.errors",
+    "InputError": "ragtune.core.errors",
+    "IndexBusyError": "ragtune.core.errors",
+    "ModelLoadError": "ragtune.core.errors",
+    "StoreFormatError": "ragtune.core.errors",
+    "IngestPlan": "ragtune.rag.ingest.ingestor",
+    "IngestReport": "ragtune.rag.ingest.ingestor",
+    "plan_ingest": "ragtune.rag.ingest.ingestor",
+    "Chunk": "ragtune.core.schema",
+    "Document": "ragtune.core.schema",
+    "SearchHit": "ragtune.core.schema",
+}
+
+__all__ = [
+    "RAG",
+    "RAGConfig",
+    "Answer",
+    "AnswerConfig",
+    "AnswerStream",
+    "Conversation",
+    "GeneratorConfig",
+    "LocalLLM",
+    "ReaderConfig",
+    "RetrievalConfig",
+    "RagtuneError",
+    "InputError",
+    "IndexBusyError",
+    "ModelLoadError",
+    "StoreFormatError",
+    "IngestPlan",
+    "IngestReport",
+    "plan_ingest",
+    "Chunk",
+    "Document",
+    "SearchHit",
+]
+
+if TYPE_CHECKING:
+    from ragtune.core.errors import IndexBusyError, InputError, ModelLoadError, RagtuneError, StoreFormatError
+    from ragtune.core.schema import Chunk, Document, SearchHit
+    from ragtune.rag.api import RAG
+    from ragtune.rag.config import RAGConfig, ReaderConfig, RetrievalConfig
+    from ragtune.rag.generation.answer import Answer, AnswerConfig, AnswerStream, Conversation
+    from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
+    from ragtune.rag.ingest.ingestor import IngestPlan, IngestReport, plan_ingest
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ragtune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
