@@ -688,7 +688,8 @@ def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     from ragtune.finetune.config import FinetuneConfig
     from ragtune.finetune.data import Dataset, text_examples
     from ragtune.finetune.train import train
-    from ragtune.rag.generation.llm import load_tokenizer, resolve_model
+    from ragtune.rag.models.loading import load_tokenizer
+    from ragtune.rag.models.resolve import resolve_model
 
     variant = TRAIN_VARIANTS[spec["variant"]]
     work = Path(spec["work"])

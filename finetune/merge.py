@@ -10,14 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ragtune.core.errors import InputError, ModelLoadError
-from ragtune.rag.generation.llm import (
-    ADAPTER_CONFIG,
-    ModelSource,
-    attach_adapter,
-    load_model,
-    load_tokenizer,
-    resolve_model,
-)
+from ragtune.rag.models.loading import attach_adapter, load_model, load_tokenizer
+from ragtune.rag.models.resolve import ADAPTER_CONFIG, ModelSource, resolve_model
 
 
 @dataclass(frozen=True)

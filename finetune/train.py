@@ -20,14 +20,8 @@ from typing import Any
 from ragtune.core.errors import InputError
 from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
 from ragtune.finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
-from ragtune.rag.generation.llm import (
-    ModelSource,
-    choose_device,
-    choose_quantization,
-    load_model,
-    load_tokenizer,
-    resolve_model,
-)
+from ragtune.rag.models.loading import choose_device, choose_quantization, load_model, load_tokenizer
+from ragtune.rag.models.resolve import ModelSource, resolve_model
 
 CHECKPOINT = "checkpoint"
 STATE_FILE = "trainer_state.pt"

@@ -9,15 +9,19 @@ retriever's own score and rank.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ragtune.core.errors import InputError
 from ragtune.core.schema import SearchHit
 from ragtune.rag.config import MODES
 from ragtune.rag.retrieval import validate_k
 
-if TYPE_CHECKING:
-    from ragtune.rag.api import RAG
+
+class Searches(Protocol):
+    """What the retrievers need of an index (a `RAG`): its search."""
+
+    def search(self, query: str, k: int = 5, mode: str | None = None) -> list[SearchHit]: ...
+
 
 # Evidence for debugging and re-ranking; kept out of the text LlamaIndex shows the LLM and embeds.
 _EVIDENCE_KEYS = ["chunk_id", "document_id", "position", "rank", "score", "scores", "ranks"]
@@ -87,7 +91,7 @@ def _llamaindex_class() -> type:
         """LlamaIndex retriever over a ragtune index: `NodeWithScore`s whose node id is the chunk id and
         whose source relationship is the ragtune document."""
 
-        def __init__(self, rag: RAG, mode: str | None = None, k: int = 5) -> None:
+        def __init__(self, rag: Searches, mode: str | None = None, k: int = 5) -> None:
             super().__init__()
             self.rag, self.mode, self.k = rag, mode, k
 
@@ -108,7 +112,7 @@ def _llamaindex_class() -> type:
     return RagtuneLlamaIndexRetriever
 
 
-def langchain_retriever(rag: RAG, mode: str | None = None, k: int = 5):
+def langchain_retriever(rag: Searches, mode: str | None = None, k: int = 5):
     """A `langchain_core.retrievers.BaseRetriever` (usable in LCEL chains) searching `rag`."""
     _check(mode, k)
     try:
@@ -118,7 +122,7 @@ def langchain_retriever(rag: RAG, mode: str | None = None, k: int = 5):
     return cls(rag=rag, mode=mode, k=k)
 
 
-def llamaindex_retriever(rag: RAG, mode: str | None = None, k: int = 5):
+def llamaindex_retriever(rag: Searches, mode: str | None = None, k: int = 5):
     """A `llama_index.core.retrievers.BaseRetriever` (usable in query engines) searching `rag`."""
     _check(mode, k)
     try:

@@ -1,7 +1,9 @@
 """ragtune: question answering over your own documents.
 
-Names are imported on first use, so `import rag.errors` (which the indexes need) stays cheap and
-never pulls in the whole package.
+    from ragtune import RAG
+
+This module is the public façade: the names below are imported on first use, so `import ragtune`
+stays cheap, and nothing inside the package imports this module (tests/test_architecture.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from ragtune.finetune.data import (
 )
 from ragtune.finetune.merge import merge
 from ragtune.finetune.train import CHECKPOINT, finetune, train
-from ragtune.rag.generation.llm import cuda_available, has_bitsandbytes, load_tokenizer, resolve_model
+from ragtune.rag.models.loading import cuda_available, has_bitsandbytes, load_tokenizer
+from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM
 

@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from ragtune.rag.generation.llm import choose_quantization, has_bitsandbytes, resolve_model
+from ragtune.rag.models.loading import choose_quantization, has_bitsandbytes
+from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM, ModelLoadError
 
@@ -121,13 +122,13 @@ def test_auto_quantization_is_unquantized_on_cpu():
 
 
 def test_quantization_without_bitsandbytes_says_how_to_install(monkeypatch):
-    monkeypatch.setattr("ragtune.rag.generation.llm.has_bitsandbytes", lambda: False)
+    monkeypatch.setattr("ragtune.rag.models.loading.has_bitsandbytes", lambda: False)
     with pytest.raises(ModelLoadError, match=r"pip install 'ragtune\[gpu\]'"):
         choose_quantization("nf4", "cpu")
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error(monkeypatch, tiny_llm_dir: Path):
-    monkeypatch.setattr("ragtune.rag.generation.llm.cuda_available", lambda: False)
+    monkeypatch.setattr("ragtune.rag.models.loading.cuda_available", lambda: False)
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
         LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), device="cuda"))
 

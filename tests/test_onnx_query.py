@@ -62,7 +62,9 @@ def test_search_ranks_are_the_same_with_either_backend(tmp_path: Path, corpus: P
 
 
 def test_a_model_it_cannot_reproduce_falls_back_to_torch_with_a_warning(tiny_model_dir: Path, monkeypatch):
-    monkeypatch.setattr("ragtune.indexes.onnx_query.exportable", lambda st_model: "modules [...] are not plain")
+    monkeypatch.setattr(
+        "ragtune.indexes.onnx_query.exportable", lambda st_model: "modules [...] are not plain"
+    )
     auto = embedder(tiny_model_dir)
     with pytest.warns(UserWarning, match="embedded with torch: no ONNX query encoder"):
         auto.encode(QUERIES, query=True)

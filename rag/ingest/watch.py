@@ -5,13 +5,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from ragtune.rag.api import RAG
 from ragtune.rag.ingest.ingestor import IngestReport
 
 
+class IngestsFolders(Protocol):
+    """What `watch` needs of an index (a `RAG`): its folder, and an ingest."""
+
+    folder: Path
+
+    def ingest(self, path: str | Path, *, rebuild: bool = False, progress: bool = True) -> IngestReport: ...
+
+
 def watch(
-    rag: RAG,
+    rag: IngestsFolders,
     path: str | Path,
     on_report: Callable[[IngestReport], None],
     *,
