@@ -1,4 +1,4 @@
-"""The `ragtune` command: a thin layer over `rag.RAG`.
+"""The `ragtune` command: a thin layer over `ragtune.RAG`.
 
 Expected failures (a bad path, an empty query, a model that will not load) print one line and exit
 with status 2; only a bug shows a traceback.
