@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    # Built from a copy, so a stale build/ folder in the checkout can never leak old modules into it.
+    source = tmp_path_factory.mktemp("source") / "ragtune"
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".ragtune*")
+    shutil.copytree(ROOT, source, ignore=skip)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -23,7 +28,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             "-m",
             "pip",
             "wheel",
-            str(ROOT),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-q",
