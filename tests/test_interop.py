@@ -22,7 +22,6 @@ QUESTION = "NormalFloat double quantization"
 
 
 def test_langchain_retriever_is_a_real_base_retriever_with_provenance(indexed: RAG):
-    pytest.importorskip("langchain_core")
     from langchain_core.retrievers import BaseRetriever
 
     retriever = indexed.as_langchain_retriever(mode="hybrid", k=2)
@@ -35,7 +34,6 @@ def test_langchain_retriever_is_a_real_base_retriever_with_provenance(indexed: R
 
 
 def test_langchain_retriever_feeds_an_lcel_chain(indexed: RAG):
-    pytest.importorskip("langchain_core")
     from langchain_core.language_models.fake import FakeListLLM
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import PromptTemplate
@@ -63,7 +61,6 @@ def test_langchain_retriever_feeds_an_lcel_chain(indexed: RAG):
 
 
 def test_langchain_retriever_works_async(indexed: RAG):
-    pytest.importorskip("langchain_core")
     import asyncio
 
     docs = asyncio.run(indexed.as_langchain_retriever(k=1).ainvoke(QUESTION))
@@ -74,7 +71,6 @@ def test_langchain_retriever_works_async(indexed: RAG):
 
 
 def test_llamaindex_retriever_gives_nodes_with_scores(indexed: RAG):
-    pytest.importorskip("llama_index.core")
     from llama_index.core.retrievers import BaseRetriever
     from llama_index.core.schema import MetadataMode, NodeRelationship
 
@@ -89,7 +85,6 @@ def test_llamaindex_retriever_gives_nodes_with_scores(indexed: RAG):
 
 
 def test_llamaindex_retriever_inside_a_query_engine(indexed: RAG):
-    pytest.importorskip("llama_index.core")
     from llama_index.core.llms import MockLLM
     from llama_index.core.query_engine import RetrieverQueryEngine
 

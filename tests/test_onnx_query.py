@@ -11,7 +11,7 @@ from ragtune.indexes.embedding import EmbeddingConfig, SentenceTransformerEmbedd
 
 from ragtune import RAG, ModelLoadError, RAGConfig
 
-pytest.importorskip("onnxruntime")
+import onnxruntime  # noqa: E402,F401  (installed by the set-up: a broken install must fail, not skip)
 QUERIES = [
     "NormalFloat double quantization",
     "merge",
