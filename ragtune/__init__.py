@@ -21,6 +21,9 @@ _EXPORTS = {
     "GeneratorConfig": "ragtune.rag.generation.llm",
     "LocalLLM": "ragtune.rag.generation.llm",
     "ReaderConfig": "ragtune.rag.config",
+    "ChunkingConfig": "ragtune.rag.ingest.chunking",
+    "EmbeddingConfig": "ragtune.indexes.embedding",
+    "DenseConfig": "ragtune.indexes.dense",
     "RetrievalConfig": "ragtune.rag.config",
     "RagtuneError": "ragtune.core.errors",
     "InputError": "ragtune.core.errors",
@@ -45,6 +48,9 @@ __all__ = [
     "GeneratorConfig",
     "LocalLLM",
     "ReaderConfig",
+    "ChunkingConfig",
+    "EmbeddingConfig",
+    "DenseConfig",
     "RetrievalConfig",
     "RagtuneError",
     "InputError",
@@ -62,10 +68,13 @@ __all__ = [
 if TYPE_CHECKING:
     from ragtune.core.errors import IndexBusyError, InputError, ModelLoadError, RagtuneError, StoreFormatError
     from ragtune.core.schema import Chunk, Document, SearchHit
+    from ragtune.indexes.dense import DenseConfig
+    from ragtune.indexes.embedding import EmbeddingConfig
     from ragtune.rag.api import RAG
     from ragtune.rag.config import RAGConfig, ReaderConfig, RetrievalConfig
     from ragtune.rag.generation.answer import Answer, AnswerConfig, AnswerStream, Conversation
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
+    from ragtune.rag.ingest.chunking import ChunkingConfig
     from ragtune.rag.ingest.ingestor import IngestPlan, IngestReport, plan_ingest
 
 
