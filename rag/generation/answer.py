@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -185,25 +185,54 @@ def search_query(question: str, history: list[Turn], config: AnswerConfig) -> st
 
 
 class AnswerStream:
-    """Iterate to get the answer's text as it is generated; `.answer` holds the whole `Answer` after."""
+    """Iterate to get the answer's text as it is generated; `.answer` holds the whole `Answer` after.
 
-    def __init__(self, pieces: Iterator[str], finish: Callable[[str], Answer]):
+    A reader that stops early (`break`, an exception in its loop, `close()`, leaving a `with` block)
+    stops the generation at the next token and frees the model for the next question.
+    """
+
+    def __init__(self, pieces: Iterable[str], finish: Callable[[str], Answer]):
         self._pieces = pieces
         self._finish = finish
         self._answer: Answer | None = None
+        self._closed = False
 
     def __iter__(self) -> Iterator[str]:
         if self._answer is not None:
             raise RuntimeError("this answer was already streamed; read .answer")
+        if self._closed:
+            raise RuntimeError("this stream was closed before its answer ended; ask again")
         text: list[str] = []
-        for piece in self._pieces:
-            text.append(piece)
-            yield piece
+        ended = False
+        try:
+            for piece in self._pieces:
+                text.append(piece)
+                yield piece
+            ended = True
+        finally:
+            if not ended:  # the reader left (break, exception, close, garbage collection)
+                self.close()
         self._answer = self._finish("".join(text))
+
+    def close(self) -> None:
+        """Stop generating (if still running) and free the model; `.answer` is kept if it ended."""
+        if self._answer is None:
+            self._closed = True
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def answer(self) -> Answer:
         if self._answer is None:
+            if self._closed:
+                raise RuntimeError("this stream was closed before its answer ended; there is no .answer")
             raise RuntimeError("iterate over the stream first; .answer is ready when it ends")
         return self._answer
 
@@ -271,7 +300,8 @@ class Conversation:
     def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
         result = self.answerer.ask(question, history=self.turns, stream=stream)  # it keeps the window
         if isinstance(result, AnswerStream):
-            return AnswerStream(iter(result), lambda _text: self._remember(result.answer))
+            # Given the stream itself, so closing this one closes it and the generation under it.
+            return AnswerStream(result, lambda _text: self._remember(result.answer))
         return self._remember(result)
 
     def _remember(self, answer: Answer) -> Answer:

@@ -142,7 +142,10 @@ class LocalLLM:
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> Iterator[str]:
         """Pieces of the answer as the model produces them. Closing the iterator early (a client that
-        hangs up, a UI's stop button) stops generation at the next token."""
+        hangs up, a UI's stop button, a `break`, garbage collection) stops generation at the next token.
+
+        Only the worker thread holds the model lock, and only while it generates: a reader that keeps
+        the iterator but stops reading cannot block the next question."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -159,24 +162,35 @@ class LocalLLM:
         failure: list[BaseException] = []
 
         def run() -> None:
+            if not self._acquire_unless(stop):
+                streamer.end()  # the reader left while another generation had the model
+                return
             try:
                 if self.config.temperature > 0:
                     torch.manual_seed(self.config.seed)
                 with torch.inference_mode():
-                    self.model.generate(**kwargs, streamer=streamer)
-            except BaseException as exc:  # surfaced in the consuming thread below
+                    self.model.generate(**kwargs, streamer=streamer)  # ends the streamer when done
+            except BaseException as exc:  # surfaced in the reading thread below
                 failure.append(exc)
                 streamer.end()
-
-        with self._lock:
-            worker = threading.Thread(target=run, name="ragtune-generate", daemon=True)
-            worker.start()
-            try:
-                for piece in streamer:
-                    if piece:
-                        yield piece
             finally:
-                stop.set()
-                worker.join()  # the model is free again before the lock is released
+                self._lock.release()
+
+        worker = threading.Thread(target=run, name="ragtune-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+            worker.join()  # at most one more token: the model is free when the stream is closed
         if failure:
             raise failure[0]
+
+    def _acquire_unless(self, stop: threading.Event) -> bool:
+        """Wait for the model lock, giving up once `stop` is set."""
+        while not self._lock.acquire(timeout=0.05):
+            if stop.is_set():
+                return False
+        return True
