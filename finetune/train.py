@@ -4,7 +4,6 @@ checkpoint. A run interrupted at any point resumes from its last checkpoint with
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import resource
@@ -18,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.errors import InputError
+from ragtune.finetune.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
 from ragtune.finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
 from ragtune.rag.models.loading import choose_device, choose_quantization, load_model, load_tokenizer
 from ragtune.rag.models.resolve import ModelSource, resolve_model
-
-CHECKPOINT = "checkpoint"
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass(frozen=True)
@@ -155,41 +152,6 @@ def evaluate(model, examples: list[Example], batch_size: int, pad_id: int) -> fl
     return total / max(tokens, 1)
 
 
-def _save_checkpoint(model, optimizer, out: Path, state: dict[str, Any]) -> None:
-    import torch
-
-    tmp = out / f".{CHECKPOINT}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
-    (tmp / "state.json").write_text(json.dumps(state))
-    old = out / CHECKPOINT
-    if old.exists():
-        shutil.rmtree(old)
-    tmp.rename(old)
-
-
-def _load_checkpoint(model, optimizer, out: Path, config: FinetuneConfig) -> dict[str, Any] | None:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    folder = out / CHECKPOINT
-    if not (folder / "state.json").is_file():
-        return None
-    state = json.loads((folder / "state.json").read_text())
-    if state["config"] != config.to_dict():
-        raise InputError(
-            f"{out} holds a checkpoint from a run with other settings; use a new --out, or --no-resume "
-            "to start over"
-        )
-    set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
-    saved = torch.load(folder / STATE_FILE, weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["torch_rng"])
-    return state
-
-
 def train(
     config: FinetuneConfig,
     source: ModelSource,
@@ -247,7 +209,7 @@ def train(
     if not train_set:
         raise InputError(f"{dataset.source}: too few examples to train ({len(dataset.examples)})")
     steps = total_steps(len(train_set), config)
-    state = _load_checkpoint(model, optimizer, out, config) if resume else None
+    state = load_checkpoint(model, optimizer, out, config) if resume else None
     step = state["step"] if state else 0
     losses: list[float] = state["losses"] if state else []
     eval_losses: list[tuple[int, float]] = [tuple(x) for x in state["eval_losses"]] if state else []
@@ -283,7 +245,7 @@ def train(
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", eval=f"{eval_losses[-1][1]:.3f}" if eval_losses else "-")
         if step % config.save_every == 0 and step < steps:
-            _save_checkpoint(
+            save_checkpoint(
                 model,
                 optimizer,
                 out,
@@ -348,4 +310,4 @@ def finetune(
     return train(config, source, tokenizer, dataset, out, resume=resume, progress=progress, on_step=on_step)
 
 
-__all__ = ["CONFIG_FILE", "TrainResult", "finetune", "train"]
+__all__ = ["CHECKPOINT", "CONFIG_FILE", "TrainResult", "finetune", "train"]

@@ -226,6 +226,42 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(
     assert resumed.losses == pytest.approx(whole.losses, rel=1e-4)
 
 
+class RunsCodeWhenUnpickled:
+    """A pickle that creates `marker` when loaded: what a crafted checkpoint file could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_holding_a_pickle_is_refused_without_running_it(
+    tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
+):
+    import torch
+
+    config = fast(tiny_llm_dir, max_steps=4, save_every=2)
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source.path)
+    dataset = load_qa_jsonl(qa_file, tokenizer, config.max_length)
+    out = tmp_path / "adapter"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, source, tokenizer, dataset, out, progress=False, on_step=interrupt_at(3))
+    # Swap the checkpoint's optimizer and RNG state for a crafted pickle, as an old or hostile folder has.
+    checkpoint = out / CHECKPOINT
+    for name in ("optimizer.safetensors", "optimizer.json", "rng.safetensors"):
+        (checkpoint / name).unlink(missing_ok=True)
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": RunsCodeWhenUnpickled(marker)}, checkpoint / "trainer_state.pt")
+
+    with pytest.raises(InputError) as error:
+        train(config, source, tokenizer, dataset, out, progress=False)
+    assert not marker.exists()
+    message = str(error.value)
+    assert "trainer_state.pt" in message and "--no-resume" in message and "\n" not in message
+
+
 def test_resuming_with_other_settings_is_refused(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
     config = fast(tiny_llm_dir, max_steps=8, save_every=4)
     source = resolve_model(config.model)
