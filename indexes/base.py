@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 INDEX_FORMAT = 1
 
@@ -62,17 +63,60 @@ def write_params(directory: Path, kind: str, **sections: object) -> None:
     (directory / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False))
 
 
+DAMAGED = "run `ragtune ingest DIR` again: it rebuilds damaged index files from the store"
+
+
+def damaged(path: Path, reason: object):
+    """The one-line error for an index file that cannot be used."""
+    from ragtune.core.errors import StoreFormatError
+
+    return StoreFormatError(f"{path} is damaged ({reason}); {DAMAGED}")
+
+
 def read_params(directory: Path, kind: str) -> dict:
     from ragtune.core.errors import StoreFormatError
 
-    path = directory / "params.json"
-    try:
-        params = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StoreFormatError(f"cannot read {path}: {exc}; rebuild with `ragtune ingest --rebuild`") from exc
+    params = load_json(directory / "params.json", dict)
     if params.get("format") != INDEX_FORMAT or params.get("kind") != kind:
         raise StoreFormatError(
             f"{directory} holds a {params.get('kind')} index of format {params.get('format')}; "
-            f"expected {kind} format {INDEX_FORMAT}: rebuild with `ragtune ingest --rebuild`"
+            f"expected {kind} format {INDEX_FORMAT}: rebuild with `ragtune ingest DIR --rebuild`"
         )
     return params
+
+
+def load_json(path: Path, kind: type) -> Any:
+    """A JSON file holding a `kind` (list, dict); any damage becomes one StoreFormatError naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise damaged(path, exc.strerror if isinstance(exc, OSError) and exc.strerror else exc) from exc
+    if not isinstance(value, kind):
+        raise damaged(path, f"not a JSON {kind.__name__}")
+    return value
+
+
+def load_array(path: Path, ndim: int, dtype: type | None = None) -> np.ndarray:
+    """A .npy array of `ndim` dimensions (and `dtype`, when given), or StoreFormatError naming the file."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError... for damaged files
+        raise damaged(path, f"{type(exc).__name__}: {exc}") from exc
+    if array.ndim != ndim or (dtype is not None and array.dtype != dtype):
+        raise damaged(path, f"a {array.ndim}-d {array.dtype} array")
+    return array
+
+
+def load_sparse(path: Path, shape: tuple[int | None, int | None]) -> sp.csr_matrix | sp.csc_matrix:
+    """A scipy .npz matrix whose shape matches `shape` (None: any), or StoreFormatError naming the file."""
+    try:
+        matrix = sp.load_npz(path)
+        # Index arrays out of range would read past the data; scipy checks them in check_format.
+        matrix.check_format(full_check=True)
+    except Exception as exc:  # zipfile, numpy and scipy raise many kinds for damaged archives
+        raise damaged(path, f"{type(exc).__name__}: {exc}") from exc
+    if any(want is not None and want != got for want, got in zip(shape, matrix.shape, strict=True)):
+        raise damaged(path, f"shape {matrix.shape}, expected {shape}")
+    if not np.all(np.isfinite(matrix.data)):
+        raise damaged(path, "values that are not finite numbers")
+    return matrix

@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import text_hash
-from ragtune.indexes.base import Ranking, read_params, write_params
+from ragtune.indexes.base import Ranking, damaged, load_array, load_json, read_params, write_params
 from ragtune.indexes.embedding import Embedder
 
 
@@ -20,7 +20,10 @@ from ragtune.indexes.embedding import Embedder
 class DenseConfig:
     index: str = field(
         default="flat",
-        metadata={"help": "'flat': exact inner product; 'hnsw': approximate graph search for large stores."},
+        metadata={
+            "help": "'flat': exact inner product; 'hnsw': approximate graph search for large stores.",
+            "choices": ("flat", "hnsw"),
+        },
     )
     hnsw_m: int = field(default=32, metadata={"help": "HNSW neighbours per node."})
     hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time search width."})
@@ -50,7 +53,10 @@ def _faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
 def _one_openmp_thread() -> Iterator[None]:
     """faiss searches one query on a single thread: its OpenMP team is slower for one query at every size
     measured (10k-500k rows: 0.60 vs 0.78 ms, 62 vs 81 ms), and far slower right after an ONNX Runtime
-    query encoding, whose worker threads are still spinning (10k rows: 3.4 vs 15.8 ms for both steps)."""
+    query encoding, whose worker threads are still spinning (10k rows: 3.4 vs 15.8 ms for both steps).
+
+    Safe from several threads at once: OpenMP keeps the thread count (the nthreads-var ICV) per calling
+    thread, so each search sets and restores its own thread's value and never another thread's."""
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -144,10 +150,33 @@ class DenseIndex:
                 "use the same model, or rebuild with `ragtune ingest --rebuild`"
             )
         config = DenseConfig(**params["dense"])
-        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
-        hashes = json.loads((directory / "hashes.json").read_text())
+        vectors = load_array(directory / "vectors.npy", 2, np.float32)
+        hashes = load_json(directory / "hashes.json", list)
+        if len(hashes) != len(vectors) or not all(isinstance(h, str) for h in hashes):
+            raise damaged(directory / "hashes.json", f"not one text hash per row of {len(vectors)} vectors")
+        _check_unit_length(directory / "vectors.npy", vectors)
         saved = directory / "index.faiss"
-        faiss_index = faiss.read_index(str(saved)) if saved.exists() else None
+        faiss_index = None
+        if saved.exists():
+            try:
+                faiss_index = faiss.read_index(str(saved))
+            except RuntimeError as exc:  # faiss reports every unreadable file as a RuntimeError
+                raise damaged(saved, str(exc).strip().splitlines()[-1]) from exc
+            if faiss_index.ntotal != len(vectors) or (len(vectors) and faiss_index.d != vectors.shape[1]):
+                raise damaged(saved, f"{faiss_index.ntotal} vectors of {faiss_index.d} dimensions")
         if faiss_index is not None and config.index == "hnsw":
             faiss_index.hnsw.efSearch = config.hnsw_ef_search
         return cls(embedder, vectors, hashes, config, faiss_index)
+
+
+def _check_unit_length(path: Path, vectors: np.ndarray, sample: int = 4096) -> None:
+    """Refuse vectors that cannot be embeddings: not finite, or longer than unit length (embeddings are
+    normalised). Random bytes give lengths near 1e37; a sample of rows catches a file overwritten as a
+    whole at no cost; single flipped bits are what `Generation.verify`'s checksums are for."""
+    if not len(vectors):
+        return
+    rows = vectors[:: max(1, len(vectors) // sample)]
+    with np.errstate(all="ignore"):
+        lengths = np.sqrt(np.einsum("ij,ij->i", rows.astype(np.float64), rows.astype(np.float64)))
+    if not np.all(lengths <= 1.001):  # also false for NaN
+        raise damaged(path, "vectors that are not unit-length embeddings")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragtune.core.cache import cache_dir, publish, staging_folder
+from ragtune.core.cache import cache_dir, discard, publish, staging_folder
 from ragtune.core.errors import ModelLoadError
 
 FORMAT = 1
@@ -79,8 +79,8 @@ def query_prompt(st_model) -> str:
 
 
 def export(st_model, folder: Path) -> Path:
-    """Write `st_model`'s transformer as ONNX plus its tokenizer and pooling settings into `folder`
-    (through a temporary folder, so a crash leaves no half export)."""
+    """Write `st_model`'s transformer as ONNX plus its tokenizer and pooling settings into a temporary
+    sibling of `folder`, and return it: the caller checks it, then publishes it as `folder`."""
     import torch
 
     transformer = st_model[0]
@@ -125,19 +125,41 @@ def export(st_model, folder: Path) -> Path:
         "query_prompt": query_prompt(st_model),
     }
     (tmp / META_FILE).write_text(json.dumps(meta))
-    return publish(tmp, folder)
+    return tmp
+
+
+def _write_meta(folder: Path, **extra: Any) -> None:
+    """Add to the export's metadata, with the size of every other file (a truncated file is caught
+    on load without reading it)."""
+    meta = json.loads((folder / META_FILE).read_text())
+    sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != META_FILE}
+    (folder / META_FILE).write_text(json.dumps({**meta, **extra, "sizes": sizes}))
 
 
 class OnnxQueryEncoder:
     """Tokenize with the model's own tokenizer.json, run the exported transformer, pool in numpy."""
 
     def __init__(self, folder: Path, threads: int = 0):
+        try:
+            self._load(folder, threads)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # json, tokenizers and onnxruntime each raise their own kinds
+            raise ModelLoadError(
+                f"{folder} is a damaged ONNX export ({type(exc).__name__}: {exc}); delete it and it is "
+                "exported again"
+            ) from exc
+
+    def _load(self, folder: Path, threads: int) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         meta = json.loads((folder / META_FILE).read_text())
         if meta.get("format") != FORMAT:
             raise ModelLoadError(f"{folder}: ONNX export format {meta.get('format')}, expected {FORMAT}")
+        for name, size in meta.get("sizes", {}).items():
+            if (folder / name).stat().st_size != size:
+                raise ValueError(f"{name} has {(folder / name).stat().st_size} bytes, not {size}")
         self.pooling = meta["pooling"]
         self.prompt = meta.get("query_prompt", "")
         self.normalize = meta["normalize"]
@@ -183,21 +205,29 @@ def load_or_export(model_dir: Path, load_st_model: Callable[[], Any], threads: i
     touching torch, or exported now from `load_st_model()` and checked against it. Raises
     ModelLoadError when the model cannot be reproduced this way."""
     folder = export_folder(model_dir)
-    if (folder / META_FILE).is_file():
-        return OnnxQueryEncoder(folder, threads)
+    if folder.exists():
+        try:
+            return OnnxQueryEncoder(folder, threads)
+        except ModelLoadError as exc:
+            # A damaged entry (disk error, a copy cut short) is thrown away and exported again.
+            warnings.warn(f"ragtune: exporting again: {exc}", stacklevel=2)
+            discard(folder)
     st_model = load_st_model()
     reason = exportable(st_model)
     if reason:
         raise ModelLoadError(f"no ONNX query encoder for {model_dir}: {reason}")
     try:
-        export(st_model, folder)
+        tmp = export(st_model, folder)
     except Exception as exc:  # the exporter raises many types for unsupported operators
         raise ModelLoadError(f"cannot export {model_dir} to ONNX: {type(exc).__name__}: {exc}") from exc
-    encoder = OnnxQueryEncoder(folder, threads)
-    cosine = agreement(encoder, st_model)
-    if cosine < MIN_COSINE:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ModelLoadError(f"the ONNX export of {model_dir} disagrees with torch (cosine {cosine:.6f})")
-    meta = json.loads((folder / META_FILE).read_text())
-    (folder / META_FILE).write_text(json.dumps({**meta, "checked_cosine": cosine}))
+    try:
+        encoder = OnnxQueryEncoder(tmp, threads)  # the session holds the model in memory from here on
+        cosine = agreement(encoder, st_model)
+        if cosine < MIN_COSINE:
+            raise ModelLoadError(f"the ONNX export of {model_dir} disagrees with torch (cosine {cosine:.6f})")
+        _write_meta(tmp, checked_cosine=cosine)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, folder)  # only a checked export is ever visible under its final name
     return encoder

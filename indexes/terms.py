@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from ragtune.indexes.base import write_params
+from ragtune.indexes.base import damaged, load_json, load_sparse, write_params
 from ragtune.indexes.tokenize import Tokenizer, TokenizerConfig
 
 
@@ -75,8 +75,11 @@ class TermCounts:
 
     @classmethod
     def load(cls, directory: Path) -> TermCounts:
-        terms = json.loads((directory / "terms.json").read_text(encoding="utf-8"))
-        return cls(terms, sp.load_npz(directory / "counts.npz").tocsr())
+        terms = load_json(directory / "terms.json", list)
+        if not all(isinstance(t, str) for t in terms) or len(set(terms)) != len(terms):
+            raise damaged(directory / "terms.json", "not a list of distinct terms")
+        counts = load_sparse(directory / "counts.npz", (None, len(terms))).tocsr()
+        return cls(terms, counts)
 
 
 class SparseTermIndex:
@@ -126,4 +129,6 @@ class SparseTermIndex:
 
     @staticmethod
     def load_arrays(directory: Path) -> tuple[TermCounts, sp.csc_matrix]:
-        return TermCounts.load(directory), sp.load_npz(directory / "weights.npz").tocsc()
+        counts = TermCounts.load(directory)
+        weights = load_sparse(directory / "weights.npz", counts.counts.shape).tocsc()
+        return counts, weights

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from ragtune.indexes.base import Ranking, read_params, top_k
+from ragtune.indexes.base import Ranking, damaged, load_array, read_params, top_k
 from ragtune.indexes.terms import SparseTermIndex, TermCounts
 from ragtune.indexes.tokenize import TokenizerConfig
 
@@ -72,7 +72,9 @@ class TfidfIndex(SparseTermIndex):
     def load(cls, directory: Path) -> TfidfIndex:
         params = read_params(directory, cls.kind)
         counts, weights = cls.load_arrays(directory)
-        idf = np.load(directory / "idf.npy", allow_pickle=False)
+        idf = load_array(directory / "idf.npy", 1)
+        if idf.shape != (len(counts.terms),) or not np.all(np.isfinite(idf)):
+            raise damaged(directory / "idf.npy", f"{idf.shape[0]} values for {len(counts.terms)} terms")
         return cls(
             counts, TfidfConfig(**params["tfidf"]), TokenizerConfig(**params["tokenizer"]), idf, weights
         )

@@ -75,6 +75,7 @@ class IngestReport:
     embedded: int = 0
     generation: int = 0
     seconds: float = 0.0
+    repaired: str | None = None  # why the current generation was rebuilt from the store, when it was
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,9 +85,10 @@ class IngestReport:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
         )
+        repaired = f"; rebuilt the damaged index from the store: {self.repaired}" if self.repaired else ""
         return (
             f"{line}; {self.chunks_added} chunks indexed ({self.embedded} embedded), "
-            f"{self.chunks_removed} removed; generation {self.generation}; {self.seconds:.2f} s"
+            f"{self.chunks_removed} removed; generation {self.generation}; {self.seconds:.2f} s{repaired}"
         )
 
 
@@ -158,6 +160,7 @@ class Ingestor:
             raise InputError(f"{str(path)!r} does not exist: give a folder or a file to ingest")
         root = root.resolve()
         report = IngestReport(root=str(root))
+        self.generations.remove_dead_temporaries()  # left by ingests that were killed
         stored_sources = self.store.sources_under(str(root))
         stored_docs = self._stored_documents(stored_sources)
         scan = self._scan(root, stored_sources, stored_docs, report, force=rebuild)
@@ -176,7 +179,8 @@ class Ingestor:
         vanished = [p for p in stored_sources if p not in scan.present]
 
         current = self.store.generation()
-        if not plan.changes_anything and not rebuild and current > 0:
+        base, report.repaired = (None, None) if rebuild else self._check_current(current, plan)
+        if not plan.changes_anything and not rebuild and current > 0 and not report.repaired:
             with self.store.transaction(write=True):
                 self.store.write_sources(scan.sources)
                 self.store.delete_sources(vanished)
@@ -184,6 +188,7 @@ class Ingestor:
                 report.generation = current
                 report.seconds = time.perf_counter() - clock
                 self.store.record_ingest(str(root), started, current, report.to_dict())
+            self.generations.prune(keep={current, self.generations.previous(current) or 0})
             return report
 
         to_index = list(plan.added) + list(plan.changed)
@@ -193,7 +198,7 @@ class Ingestor:
         replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
         number = self.generations.next_number(current)
-        generation = self._build(current, removed_chunk_ids, new_chunks, rebuild, report)
+        generation = self._build(base, current, removed_chunk_ids, new_chunks, report)
         self.generations.write(
             number,
             generation.chunk_ids,
@@ -311,32 +316,51 @@ class Ingestor:
             chunks += self.chunker.split(doc)
         return chunks
 
+    def _check_current(self, current: int, plan: IngestPlan) -> tuple[Generation | None, str | None]:
+        """The current generation, checked against its manifest's checksums, with every index loaded
+        when this ingest builds on it; or None and why it is damaged (the caller rebuilds it)."""
+        if current == 0:
+            return None, None
+        try:
+            base = self.generations.open(current, self.embedder)
+            base.verify()
+            if plan.changes_anything or not base.files:  # without checksums, loading is the check
+                for kind in INDEX_KINDS:
+                    base.index(kind)
+        except StoreFormatError as exc:
+            return None, str(exc)
+        return base, None
+
     def _build(
-        self, current: int, removed: set[str], new_chunks: list[Chunk], rebuild: bool, report: IngestReport
+        self,
+        base: Generation | None,
+        current: int,
+        removed: set[str],
+        new_chunks: list[Chunk],
+        report: IngestReport,
     ) -> Generation:
-        """The next generation's rows and indexes, built from the current generation plus the changes."""
-        base = None
-        if current > 0 and not rebuild:
-            try:
-                base = self.generations.open(current, self.embedder)
-                old = {kind: base.index(kind) for kind in INDEX_KINDS}
-            except StoreFormatError:
-                base = None  # damaged or incompatible: rebuild from the store's chunks
-        if base is None:
+        """The next generation's rows and indexes: from `base` (the current generation) plus the changes,
+        or, without one, from every chunk in the store."""
+        if base is not None:
+            old = {kind: base.index(kind) for kind in INDEX_KINDS}
+            stored: list[tuple[str, str]] = []
+            old_ids = base.chunk_ids
+        else:
+            # A damaged generation whose vectors still match their checksums gives them back, so a
+            # repair re-embeds nothing that was embedded before.
+            dense = self.generations.salvage_dense(current, self.embedder) if report.repaired else None
             old = {
                 "bm25": BM25Index.empty(self.config.bm25, self.config.tokenizer),
                 "tfidf": TfidfIndex.empty(self.config.tfidf, self.config.tokenizer),
-                "dense": DenseIndex.empty(self.embedder(), self.config.dense),
+                "dense": dense or DenseIndex.empty(self.embedder(), self.config.dense),
             }
             # Every chunk the store keeps must be in the new generation, not only the new ones.
             stored = [(cid, text) for cid, text in self.store.iter_chunks() if cid not in removed]
-            old_ids: list[str] = []
-        else:
-            stored = []
-            old_ids = base.chunk_ids
+            old_ids = []
         keep = np.fromiter((cid not in removed for cid in old_ids), dtype=bool, count=len(old_ids))
         added_ids = [cid for cid, _ in stored] + [c.id for c in new_chunks]
         added_texts = [text for _, text in stored] + [c.text for c in new_chunks]
+        # With salvaged vectors and no rows kept, `updated` uses them only to look texts up by hash.
         dense = old["dense"].updated(keep, added_texts, progress=self.progress)  # type: ignore[call-arg]
         report.embedded = dense.embedded
         report.chunks_added = len(new_chunks)

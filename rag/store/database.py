@@ -124,40 +124,65 @@ def _escape_like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_DAMAGE_TEXT = ("file is not a database", "database disk image is malformed")
+
+
 class Store:
-    """Access to one store file. Each thread gets its own SQLite connection."""
+    """Access to one store file. Each thread gets its own SQLite connection; `close` closes them all."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
-        self._init()
+        self._open: set[sqlite3.Connection] = set()  # every thread's connection, for close()
+        self._open_lock = threading.Lock()
+        with self._damage_as_error():
+            self._init()
+
+    @contextmanager
+    def _damage_as_error(self) -> Iterator[None]:
+        """A damaged or foreign store file becomes one StoreFormatError naming it, not a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+; the message before that
+            if name not in _DAMAGE and not (name is None and any(m in str(exc) for m in _DAMAGE_TEXT)):
+                raise
+            raise StoreFormatError(
+                f"{self.path} is damaged or not a ragtune store ({exc}); the store is the source of "
+                "truth and cannot be rebuilt from the index files: move the index folder away and ingest "
+                "the documents again"
+            ) from exc
 
     # -- connections and transactions -------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
-        if db is None:
+        if db is None or db not in self._open:  # new thread, or closed by close()
             db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            with self._open_lock:
+                self._open.add(db)
+            self._local.db = db
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
         return db
 
     @contextmanager
     def transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """A read snapshot (default) or a write transaction; nested calls join the outer one."""
-        db = self._connection()
-        if db.in_transaction:
-            yield db
-            return
-        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._damage_as_error():
+            db = self._connection()
+            if db.in_transaction:
+                yield db
+                return
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _init(self) -> None:
         db = self._connection()
@@ -167,17 +192,19 @@ class Store:
             with self.transaction(write=True):
                 self.set_meta("store_format", str(STORE_FORMAT))
                 self.set_meta("generation", "0")
-        elif int(found) != STORE_FORMAT:
+        elif found != str(STORE_FORMAT):
             raise StoreFormatError(
                 f"{self.path} has store format {found}, this ragtune reads format {STORE_FORMAT}: "
                 "re-ingest into a new index folder"
             )
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
+        """Close the connections of every thread (a thread that uses the store again reconnects)."""
+        with self._open_lock:
+            connections, self._open = self._open, set()
+        for db in connections:
             db.close()
-            self._local.db = None
+        self._local = threading.local()
 
     # -- meta -------------------------------------------------------------------------------------
 
