@@ -12,6 +12,7 @@ from ragtune.core.errors import InputError
 FINETUNE_FORMAT = 1
 CONFIG_FILE = "ragtune_finetune.json"
 INIT_LORA_WEIGHTS = ("gaussian", "loftq", "pissa", "olora", "eva", True, False)
+QUANTIZATIONS = ("auto", "nf4", "none")
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,19 @@ class FinetuneConfig:
     """LoRA / QLoRA training settings. Defaults follow the QLoRA paper's small-model recipe, scaled down
     for CPU (r=8, alpha=16, q_proj + v_proj)."""
 
-    model: str = field(default="default", metadata={"help": "Base model: as GeneratorConfig.model."})
+    model: str = field(
+        default="default",
+        metadata={
+            "help": "Base model: 'default', a local HF model folder, a .gguf file, or a model name already "
+            "in the local HF cache (as GeneratorConfig.model)."
+        },
+    )
     quantization: str = field(
         default="auto",
         metadata={
             "help": "nf4: QLoRA (4-bit base, prepare_model_for_kbit_training, paged AdamW on CUDA); "
-            "none: plain LoRA on a full-precision base; auto: nf4 on CUDA, none on CPU."
+            "none: plain LoRA on a full-precision base; auto: nf4 on CUDA, none on CPU.",
+            "choices": QUANTIZATIONS,
         },
     )
     r: int = field(default=8, metadata={"help": "LoRA rank."})
@@ -32,14 +40,21 @@ class FinetuneConfig:
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     target_modules: list[str] | str = field(
         default_factory=lambda: ["q_proj", "v_proj"],
-        metadata={"help": "Module names to adapt, or 'all-linear' for every linear layer but the head."},
+        metadata={
+            "help": "Module names to adapt, or 'all-linear' for every linear layer but the head.",
+            "choices": ("all-linear",),  # the one string form; anything else is a list of names
+        },
     )
     init_lora_weights: bool | str = field(
         default=True,
         metadata={
-            "help": "True: B = 0 so training starts from the base model; 'gaussian'; 'loftq' (initialise "
-            "against the quantization error; used with quantization='none', the base is quantized by "
-            "LoftQ itself); False: random B (for tests)."
+            "help": "True: kaiming A, B = 0 so training starts from the base model; 'gaussian': A drawn "
+            "with sd 1/r; 'eva': A from the SVD of each layer's inputs on the first training batches "
+            "(ranks redistributed up to 2r); 'pissa' / 'olora': A, B from the base weights' SVD / QR, the "
+            "base keeps the residual (the saved adapter is converted to rank 2r for the unmodified base; "
+            "pissa needs quantization='none'); 'loftq' (CUDA only: initialise against the quantization "
+            "error; used with quantization='none', the base is quantized by LoftQ itself); False: random B.",
+            "choices": INIT_LORA_WEIGHTS,
         },
     )
     lr: float = field(default=2e-4, metadata={"help": "Peak learning rate (constant after warmup)."})
@@ -58,7 +73,7 @@ class FinetuneConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.quantization not in ("auto", "nf4", "none"):
+        if self.quantization not in QUANTIZATIONS:
             raise InputError(
                 f"quantization={self.quantization!r}: training supports nf4 (QLoRA), none (LoRA) or auto"
             )
@@ -76,8 +91,8 @@ class FinetuneConfig:
                 raise InputError(f"{name}={value!r}: must be a whole number >= 1")
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout}: must be in [0, 1)")
-        if self.lr <= 0 or self.epochs <= 0:
-            raise InputError(f"lr={self.lr}, epochs={self.epochs}: both must be > 0")
+        if not (0 < self.lr < float("inf") and 0 < self.epochs < float("inf")):  # also refuses NaN
+            raise InputError(f"lr={self.lr}, epochs={self.epochs}: both must be finite numbers > 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise InputError(f"max_steps={self.max_steps}: must be >= 1 (or None for whole epochs)")
         if not 0 <= self.eval_fraction < 1:
@@ -89,6 +104,11 @@ class FinetuneConfig:
         if self.init_lora_weights == "loftq" and self.quantization == "nf4":
             raise InputError(
                 "init_lora_weights='loftq' quantizes the base itself: use it with quantization='none'"
+            )
+        if self.init_lora_weights == "pissa" and self.quantization == "nf4":
+            raise InputError(
+                "init_lora_weights='pissa' takes the SVD of full-precision weights: use it with "
+                "quantization='none', or use olora on a 4-bit base"
             )
         if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
             raise InputError(f"target_modules={self.target_modules!r}: a list of names, or 'all-linear'")

@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.errors import InputError
+from ragtune.finetune.adapter import (
+    EVA_BATCHES,
+    add_adapter,
+    check_init_supported,
+    save_adapter,
+    save_initial,
+)
 from ragtune.finetune.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
 from ragtune.finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
@@ -87,25 +94,6 @@ def total_steps(n_train: int, config: FinetuneConfig) -> int:
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
-def lora_config(config: FinetuneConfig):
-    from peft import LoraConfig
-
-    kwargs: dict[str, Any] = {}
-    if config.init_lora_weights == "loftq":
-        from peft import LoftQConfig
-
-        kwargs["loftq_config"] = LoftQConfig(loftq_bits=4)
-    return LoraConfig(
-        r=config.r,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=config.target_modules,
-        init_lora_weights=config.init_lora_weights,
-        task_type="CAUSAL_LM",
-        **kwargs,
-    )
-
-
 def make_optimizer(params, config: FinetuneConfig, device: str, quantization: str):
     """Paged AdamW (bitsandbytes) on CUDA, where optimizer state can page out to host memory during a
     spike; plain torch AdamW on CPU, where there is nothing to page to."""
@@ -169,16 +157,15 @@ def train(
     there stops the run, which resumes from the last checkpoint next time).
     """
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from tqdm.auto import tqdm
 
     device = choose_device("auto")
     quantization = choose_quantization(config.quantization, device)
-    if config.init_lora_weights == "loftq" and device != "cuda":
-        # peft's LoftQ moves every weight to CUDA (or XPU) for its SVD and fails on CPU-only torch.
-        raise InputError(
-            "init_lora_weights='loftq' needs a CUDA GPU (peft computes it there); use true on CPU"
-        )
+    check_init_supported(config, device, quantization)
+    train_set, eval_set = split(dataset.examples, config.eval_fraction, config.seed)
+    if not train_set:
+        raise InputError(f"{dataset.source}: too few examples to train ({len(dataset.examples)})")
     out = Path(out).expanduser()
     if (out / "adapter_config.json").is_file() and not (out / CHECKPOINT).exists():
         raise InputError(f"{out} already holds a trained adapter; pass a new --out")
@@ -200,20 +187,22 @@ def train(
     elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    model = get_peft_model(model, lora_config(config))
+    pad_id = tokenizer.pad_token_id
+    first_batches = [  # what a data-driven init (EVA) looks at: the first batches training will see
+        collate([train_set[r] for r in rows], pad_id)
+        for rows in batches_of_epoch(len(train_set), config.batch_size, config.seed, 0)[:EVA_BATCHES]
+    ]
+    model = add_adapter(model, config, first_batches)
+    initial_adapter = save_initial(model, out)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer, optimizer_name = make_optimizer(trainable, config, device, quantization)
 
-    train_set, eval_set = split(dataset.examples, config.eval_fraction, config.seed)
-    if not train_set:
-        raise InputError(f"{dataset.source}: too few examples to train ({len(dataset.examples)})")
     steps = total_steps(len(train_set), config)
     state = load_checkpoint(model, optimizer, out, config) if resume else None
     step = state["step"] if state else 0
     losses: list[float] = state["losses"] if state else []
     eval_losses: list[tuple[int, float]] = [tuple(x) for x in state["eval_losses"]] if state else []
-    pad_id = tokenizer.pad_token_id
     if not eval_losses and eval_set:
         eval_losses.append((0, evaluate(model, eval_set, config.batch_size, pad_id)))
 
@@ -260,7 +249,7 @@ def train(
     model.peft_config["default"].base_model_name_or_path = (
         str(base_folder.resolve()) if base_folder.exists() else source.path
     )
-    model.save_pretrained(out)
+    save_adapter(model, out, initial_adapter)
     tokenizer.save_pretrained(out)
     result = TrainResult(
         adapter=str(out),

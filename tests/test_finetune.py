@@ -18,7 +18,7 @@ from ragtune.finetune.data import (
 )
 from ragtune.finetune.merge import merge
 from ragtune.finetune.train import CHECKPOINT, finetune, train
-from ragtune.rag.models.loading import cuda_available, has_bitsandbytes, load_tokenizer
+from ragtune.rag.models.loading import has_bitsandbytes, load_tokenizer
 from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM
@@ -141,6 +141,7 @@ def test_split_is_seeded_and_holds_out_at_least_one(tokenizer):
         ({"init_lora_weights": "magic"}, "init_lora_weights"),
         ({"target_modules": "q_proj"}, "target_modules"),
         ({"init_lora_weights": "loftq", "quantization": "nf4"}, "loftq"),
+        ({"init_lora_weights": "pissa", "quantization": "nf4"}, "pissa.*full-precision"),
     ],
 )
 def test_bad_finetune_config_names_the_field(overrides, field):
@@ -201,11 +202,139 @@ def test_training_on_store_chunks(tiny_llm_dir: Path, rag, corpus, tmp_path: Pat
     assert result.steps == 6 and result.losses[-1] < result.losses[0]
 
 
-@pytest.mark.skipif(cuda_available(), reason="on CUDA, LoftQ initialisation runs")
-def test_loftq_on_cpu_is_refused_before_loading(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+def test_loftq_without_cuda_is_refused_before_loading(
+    tiny_llm_dir: Path, qa_file: Path, tmp_path: Path, monkeypatch
+):
+    import ragtune.finetune.train as train_module
+
+    monkeypatch.setattr(train_module, "choose_device", lambda device: "cpu")  # as on a machine without CUDA
     config = fast(tiny_llm_dir, init_lora_weights="loftq", quantization="none")
     with pytest.raises(InputError, match="loftq.*CUDA"):
         finetune(config, tmp_path / "adapter", data=qa_file, progress=False)
+    assert not (tmp_path / "adapter").exists()
+
+
+def initial_adapter(tiny_llm_dir: Path, qa_file: Path, out: Path, init) -> dict:
+    """The adapter a run writes after one step at a negligible learning rate: its initial weights."""
+    from safetensors.torch import load_file
+
+    config = fast(
+        tiny_llm_dir, init_lora_weights=init, quantization="none", lr=1e-9, max_steps=1, eval_fraction=0.0
+    )
+    finetune(config, out, data=qa_file, progress=False)
+    return load_file(str(out / "adapter_model.safetensors"))
+
+
+def lora_a(tensors: dict) -> list:
+    return [tensors[k] for k in sorted(tensors) if "lora_A" in k]
+
+
+def lora_b(tensors: dict) -> list:
+    return [tensors[k] for k in sorted(tensors) if "lora_B" in k]
+
+
+@pytest.fixture(scope="module")
+def default_init(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("default-init")
+    return initial_adapter(tiny_llm_dir, write_jsonl(folder / "qa.jsonl", QA), folder / "adapter", True)
+
+
+def test_default_init_starts_from_the_base_model(default_init: dict):
+    # B = 0 at init; one step at lr 1e-9 moves it by about 1e-9.
+    assert default_init and all(float(b.abs().max()) < 1e-6 for b in lora_b(default_init))
+    assert all(float(a.abs().max()) > 0.01 for a in lora_a(default_init))
+
+
+@pytest.mark.parametrize("init", ["gaussian", "eva", "pissa", "olora", False])
+def test_every_init_gives_other_initial_weights_than_the_default(
+    init, default_init: dict, tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
+):
+    tensors = initial_adapter(tiny_llm_dir, qa_file, tmp_path / "adapter", init)
+    assert sorted(tensors) == sorted(default_init)
+    for a, default_a in zip(lora_a(tensors), lora_a(default_init), strict=True):
+        # A converted PiSSA/OLoRA adapter stacks [A | A0], its first r rows the trained A; EVA may give a
+        # layer fewer or more than r rows.
+        rows = min(a.shape[0], default_a.shape[0])
+        assert float((a[:rows] - default_a[:rows]).abs().max()) > 1e-3
+
+
+def test_gaussian_init_draws_lora_a_with_sd_one_over_r(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    a = torch_cat(lora_a(initial_adapter(tiny_llm_dir, qa_file, tmp_path / "adapter", "gaussian")))
+    assert float(a.std()) == pytest.approx(1 / 8, rel=0.1)  # r = 8; kaiming-uniform A has sd 0.072
+
+
+def test_init_false_makes_lora_b_random(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    tensors = initial_adapter(tiny_llm_dir, qa_file, tmp_path / "adapter", False)
+    assert all(float(b.abs().max()) > 0.01 for b in lora_b(tensors))
+
+
+def test_eva_init_gives_orthonormal_lora_a_rows(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    import torch
+
+    for a in lora_a(initial_adapter(tiny_llm_dir, qa_file, tmp_path / "adapter", "eva")):
+        assert torch.allclose(a @ a.T, torch.eye(a.shape[0]), atol=1e-4)  # principal directions
+
+
+def test_eva_takes_lora_a_from_the_svd_of_the_layer_inputs(tiny_llm_dir: Path, tokenizer):
+    import torch
+    from ragtune.finetune.adapter import add_adapter
+    from ragtune.finetune.data import collate
+    from ragtune.rag.models.loading import load_model
+
+    examples = [tokenize_chat(record_messages(r), tokenizer, 64) for r in QA]
+    batches = [collate(examples[i : i + 4], tokenizer.pad_token_id) for i in range(0, len(examples), 4)]
+    base = load_model(resolve_model(str(tiny_llm_dir)), "none", "cpu")
+    inputs = []
+    hook = base.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, args, out: inputs.append(args[0])
+    )
+    with torch.no_grad():
+        for batch in batches:
+            base(**batch)
+    hook.remove()
+    # The principal directions of the layer's inputs at the answer tokens (EVA's SVD is over those).
+    rows = torch.cat([x[b["labels"] != IGNORE] for x, b in zip(inputs, batches, strict=True)])
+    principal = torch.linalg.svd(rows - rows.mean(0), full_matrices=False).Vh
+
+    def share_in_principal_subspace(init) -> float:
+        model = add_adapter(
+            load_model(resolve_model(str(tiny_llm_dir)), "none", "cpu"),
+            fast(tiny_llm_dir, init_lora_weights=init),
+            batches,
+        )
+        a = model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"].weight.detach()
+        a = a / a.norm(dim=1, keepdim=True)
+        return float((a @ principal[: a.shape[0]].T).norm() ** 2 / a.shape[0])
+
+    assert share_in_principal_subspace("eva") > 0.95
+    assert share_in_principal_subspace(True) < 0.5  # random rows: about r / hidden size = 8 / 64
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_an_init_that_changes_the_base_saves_an_adapter_for_the_unmodified_base(
+    init, tiny_llm_dir: Path, qa_file: Path, tmp_path: Path, tokenizer
+):
+    import torch
+    from ragtune.rag.models.loading import attach_adapter, load_model
+
+    out = tmp_path / "adapter"
+    initial_adapter(tiny_llm_dir, qa_file, out, init)
+    base = load_model(resolve_model(str(tiny_llm_dir)), "none", "cpu")
+    ids = tokenizer("what does LoRA learn ?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = base(ids).logits
+        after = attach_adapter(base, str(out))(ids).logits
+    # PiSSA and OLoRA start from the base model's own function (base = residual + initial BA); barely
+    # trained, the saved adapter on the real base must give that function, not base + BA.
+    assert torch.allclose(before, after, atol=1e-4)
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 16  # [A | A0]: rank 2r
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def torch_cat(tensors: list):
+    import torch
+
+    return torch.cat([t.flatten() for t in tensors])
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(
