@@ -9,6 +9,7 @@ from ragtune.core.schema import SearchHit
 from ragtune.rag.generation.answer import (
     Answerer,
     AnswerStream,
+    Turn,
     citations,
     fit_passages,
     is_refusal,
@@ -169,3 +170,97 @@ def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_ll
     pieces = list(stream)
     assert len(pieces) >= 2
     assert stream.answer.text == answer.text  # greedy: streamed and whole answers agree
+
+
+class SmallWindowLLM(ScriptedLLM):
+    """A scripted model with a context window of `window` words, `max_new_tokens` of them for the answer."""
+
+    def __init__(self, window: int, max_new_tokens: int = 20):
+        super().__init__()
+        self.context_window = window
+        self.max_new_tokens = max_new_tokens
+
+
+def words(n: int, word: str = "lora") -> str:
+    return " ".join([word] * n)
+
+
+def answerer_over(hits: list[SearchHit], llm: ScriptedLLM, **config) -> Answerer:
+    return Answerer(lambda q, k, mode: hits, lambda: llm, AnswerConfig(min_scores={}, **config))
+
+
+def prompt_words(messages) -> int:
+    return sum(len(m["content"].split()) + 4 for m in messages)  # as answer.prompt_tokens counts a fake
+
+
+def test_lowest_ranked_passages_are_dropped_to_fit_the_context_window():
+    llm = SmallWindowLLM(window=150)  # 130 words for the prompt; with three passages it has 165
+    hits = [hit(1, words(40)), hit(2, words(40)), hit(3, words(40))]
+    answer = answerer_over(hits, llm).ask("what is LoRA?")
+    assert answer.notes == ["passage [3] dropped to fit the model's 150-token context"]
+    assert [h.rank for h in answer.sources] == [1, 2]
+    assert prompt_words(llm.prompts[0]) == 123
+
+
+def test_a_passage_that_almost_fits_is_shortened_not_dropped():
+    llm = SmallWindowLLM(window=140)  # 120 words for the prompt; with both passages it has 123
+    answer = answerer_over([hit(1, words(40)), hit(2, words(40))], llm).ask("what is LoRA?")
+    assert answer.notes == ["passage [2] shortened to fit the model's 140-token context"]
+    assert len(answer.sources) == 2 and llm.prompts[0][-1]["content"].count("…") == 1
+    assert prompt_words(llm.prompts[0]) <= 140 - 20
+
+
+def test_older_turns_are_left_out_after_the_lower_passages():
+    llm = SmallWindowLLM(window=160)  # 140 words: passage [1] and one turn (131)
+    history = [Turn(f"question {n} " + words(20, "why"), words(20, "because")) for n in range(3)]
+    hits = [hit(1, words(40)), hit(2, words(40))]
+    answer = answerer_over(hits, llm).ask("what is LoRA?", history=history)
+    assert answer.notes == [
+        "passage [2] dropped to fit the model's 160-token context",
+        "2 earlier turns left out to fit the model's 160-token context",
+    ]
+    prompt = llm.prompts[0]
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
+    assert prompt[1]["content"].startswith("question 2")  # the newest turn is the one kept
+    assert "[1] doc1.md" in prompt[-1]["content"]
+
+
+def test_a_question_too_long_for_the_model_is_refused_with_its_size_and_the_limit():
+    llm = SmallWindowLLM(window=100)
+    with pytest.raises(InputError, match=r"^the question is too long: 1,0\d\d tokens .* holds 100 tokens"):
+        answerer_over([hit(1, words(10))], llm).ask(words(1000, "why"))
+    assert llm.prompts == []
+
+
+def test_a_question_that_leaves_no_room_for_a_passage_is_a_refusal_without_the_model():
+    llm = SmallWindowLLM(window=100)
+    answer = answerer_over([hit(1, words(40))], llm).ask(words(40, "why"))  # 76 of 80 words
+    assert answer.refused and answer.sources == [] and "context" in answer.reason
+    assert answer.notes == ["passage [1] dropped to fit the model's 100-token context"]
+    assert llm.prompts == []
+
+
+def test_a_prompt_that_fits_is_left_whole():
+    llm = SmallWindowLLM(window=2048)
+    answer = answerer_over([hit(1, words(40)), hit(2, words(40))], llm).ask("what is LoRA?")
+    assert answer.notes == [] and len(answer.sources) == 2
+
+
+def test_tiny_real_model_prompt_is_fitted_to_its_window(tmp_path, corpus, embedder, tiny_llm_dir):
+    """The tiny model reads 512 tokens; long passages are cut so prompt + answer stay within it."""
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=200))
+    read: list[int] = []  # the prompt length the model's first forward pass is given
+    llm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: read.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    hits = [hit(n, words(150, "adapter")) for n in range(1, 4)]
+    answer = answerer_over(hits, llm).ask("how does LoRA learn a low-rank update?")
+    assert answer.notes and answer.notes[-1].endswith("to fit the model's 512-token context")
+    assert llm.context_window == 512 and 512 - 200 - 20 < read[0] <= 512 - 200
+
+
+def test_tiny_real_model_refuses_a_100kb_question_before_generating(tiny_llm_dir):
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
+    question = "how does LoRA learn ? " * 4500  # ~100 KB
+    with pytest.raises(InputError, match=r"tokens with its prompt, but the model's context holds 512 tokens"):
+        answerer_over([hit(1, "LoRA learns a low-rank update")], llm).ask(question)

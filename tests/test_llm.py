@@ -197,3 +197,8 @@ def test_closing_a_stream_early_stops_generation_and_frees_the_model(tiny_llm_di
     assert not any(t.name == "ragtune-generate" and t.is_alive() for t in threading.enumerate())
     assert all(first_two) and len(forward_calls) < 200  # stopped, not left running to the end
     assert not llm._lock.locked()
+
+
+def test_prompt_tokens_are_counted_as_the_model_reads_them(tiny_llm_dir: Path):
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
+    assert llm.count_prompt_tokens(MESSAGES) == llm.encode_chat(MESSAGES)["input_ids"].shape[1] > 5

@@ -7,6 +7,7 @@ tiny model or a fake one.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 from ragtune.core.errors import InputError
 from ragtune.core.schema import SearchHit
+from ragtune.rag.generation.window import DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_NEW_TOKENS, fit_prompt
 
 SYSTEM_PROMPT = (
     "Answer from the context only. Cite passages as [1], [2]. "
@@ -71,9 +73,15 @@ class AnswerConfig:
         unknown = set(self.min_scores) - {"bm25", "tfidf", "dense"}
         if unknown:
             raise InputError(f"min_scores for {sorted(unknown)}: only bm25, tfidf and dense have scores")
+        if not all(math.isfinite(v) for v in self.min_scores.values()):
+            raise InputError(f"min_scores={self.min_scores}: thresholds must be finite numbers")
 
 
 class LLM(Protocol):
+    """What answering needs from a model. `context_window`, `max_new_tokens` and
+    `count_prompt_tokens(messages)` are read when present (LocalLLM has them); a model without them
+    is taken to have a 2,048-token window and to count a prompt as its texts plus a few tokens each."""
+
     def count_tokens(self, text: str) -> int: ...
 
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> str: ...
@@ -93,6 +101,7 @@ class Answer:
     refused: bool
     reason: str = ""
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was left out to fit the model's context
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +112,7 @@ class Answer:
             "citations": self.citations,
             "sources": [{"n": n, **hit.to_dict()} for n, hit in enumerate(self.sources, 1)],
             "seconds": self.seconds,
+            "notes": self.notes,
         }
 
 
@@ -174,6 +184,15 @@ def build_messages(
         {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {question}\n{config.instruction}"}
     )
     return messages
+
+
+def prompt_tokens(llm: LLM, messages: list[dict[str, str]]) -> int:
+    """The tokens the model will read for `messages`: its own count when it has one, else the texts'
+    tokens plus a few per message for the chat template's role markers."""
+    count = getattr(llm, "count_prompt_tokens", None)
+    if count is not None:
+        return count(messages)
+    return sum(llm.count_tokens(m["content"]) + 4 for m in messages)
 
 
 def search_query(question: str, history: list[Turn], config: AnswerConfig) -> str:
@@ -268,9 +287,29 @@ class Answerer:
             )
             return AnswerStream(iter([refusal.text]), lambda _text: refusal) if stream else refusal
         llm = self.llm()
-        passages = fit_passages(chosen, self.config.max_context_tokens, llm.count_tokens)
-        sources = chosen[: len(passages)]
-        messages = build_messages(question, passages, history, self.config)
+        fitted = fit_prompt(
+            fit_passages(chosen, self.config.max_context_tokens, llm.count_tokens),
+            history[-self.config.history_turns :] if self.config.history_turns else [],
+            lambda passages, turns: build_messages(question, passages, turns, self.config),
+            lambda messages: prompt_tokens(llm, messages),
+            llm.count_tokens,
+            window=getattr(llm, "context_window", DEFAULT_CONTEXT_WINDOW),
+            reserve=getattr(llm, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+        )
+        if not fitted.passages:
+            refusal = Answer(
+                question,
+                self.config.refusal,
+                [],
+                [],
+                True,
+                "no passage fits in the model's context beside the question",
+                time.perf_counter() - started,
+                fitted.notes,
+            )
+            return AnswerStream(iter([refusal.text]), lambda _text: refusal) if stream else refusal
+        sources = chosen[: len(fitted.passages)]
+        messages = fitted.messages
 
         def finish(text: str) -> Answer:
             text = text.strip()
@@ -283,6 +322,7 @@ class Answerer:
                 refused=refused,
                 reason="the model found no answer in the passages" if refused else "",
                 seconds=time.perf_counter() - started,
+                notes=fitted.notes,
             )
 
         if stream:

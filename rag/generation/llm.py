@@ -42,10 +42,13 @@ class GeneratorConfig:
         default="auto",
         metadata={
             "help": "nf4 (4-bit NormalFloat + double quantization, bitsandbytes), int8 (LLM.int8), none, "
-            "or auto: nf4 on CUDA, none on CPU (fp32 generated 1.5-1.7x faster than nf4 there, bench/generate.py)."
+            "or auto: nf4 on CUDA, none on CPU (fp32 generated 1.5-1.7x faster than nf4 there, bench/generate.py).",
+            "choices": QUANTIZATIONS,
         },
     )
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda."})
+    device: str = field(
+        default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda.", "choices": DEVICES}
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
     temperature: float = field(default=0.0, metadata={"help": "0 decodes greedily (reproducible)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed when temperature > 0."})
@@ -61,10 +64,10 @@ class GeneratorConfig:
             raise InputError(f"device={self.device!r}: use one of {', '.join(DEVICES)}")
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens={self.max_new_tokens}: must be >= 1")
-        if self.repetition_penalty <= 0:
+        if not 0 < self.repetition_penalty < float("inf"):  # also refuses NaN
             raise InputError(f"repetition_penalty={self.repetition_penalty}: must be > 0 (1 is off)")
-        if self.temperature < 0:
-            raise InputError(f"temperature={self.temperature}: must be >= 0 (0 is greedy)")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise InputError(f"temperature={self.temperature}: must be a number >= 0 (0 is greedy)")
 
 
 class LocalLLM:
@@ -102,8 +105,17 @@ class LocalLLM:
     def context_window(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
+    @property
+    def max_new_tokens(self) -> int:
+        return self.config.max_new_tokens
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """The tokens `messages` take once the chat template is applied, as the model will read them."""
+        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+        return len(inputs["input_ids"])
 
     def encode_chat(self, messages: list[dict[str, str]]):
         inputs = self.tokenizer.apply_chat_template(
