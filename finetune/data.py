@@ -56,9 +56,16 @@ def record_messages(record: Any) -> list[dict[str, str]]:
             or not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)
         ):
             raise ValueError("'messages' must be a list of at least 2 {role, content} objects")
+        for number, m in enumerate(messages, 1):
+            # str() would turn null into the text "None" and train the model to say it.
+            if not isinstance(m["content"], str):
+                got = "null" if m["content"] is None else type(m["content"]).__name__
+                raise ValueError(f"message {number} ({m['role']}): 'content' must be a string, got {got}")
         if messages[-1]["role"] != "assistant":
             raise ValueError("the last message must be the assistant's answer")
-        return [{"role": m["role"], "content": str(m["content"])} for m in messages]
+        if not messages[-1]["content"].strip():
+            raise ValueError("the assistant's answer (the last message) is empty")
+        return [{"role": str(m["role"]), "content": m["content"]} for m in messages]
     for prompt_keys, answer_key in (
         (("question",), "answer"),
         (("instruction", "input"), "output"),
@@ -104,6 +111,9 @@ def load_qa_jsonl(path: str | Path, tokenizer, max_length: int, *, skip_bad_line
             example = tokenize_chat(record_messages(json.loads(line)), tokenizer, max_length)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             problems.append(f"line {number}: {exc}")
+            continue
+        except RecursionError:  # e.g. 100,000 '[': the decoder recurses once per level
+            problems.append(f"line {number}: nested too deeply to be a training example")
             continue
         if all(label == IGNORE for label in example.labels):
             problems.append(f"line {number}: the prompt alone is over max_length={max_length} tokens")

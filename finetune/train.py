@@ -167,11 +167,16 @@ def train(
     if not train_set:
         raise InputError(f"{dataset.source}: too few examples to train ({len(dataset.examples)})")
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file, not a folder; pass a new --out folder for the adapter")
     if (out / "adapter_config.json").is_file() and not (out / CHECKPOINT).exists():
         raise InputError(f"{out} already holds a trained adapter; pass a new --out")
     if not resume and (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, no permission, read-only disk
+        raise InputError(f"cannot create the adapter folder {out}: {exc.strerror or exc}") from exc
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     if device == "cuda":

@@ -101,6 +101,20 @@ def test_bad_jsonl_lines_are_reported_with_their_numbers(tmp_path: Path, tokeniz
     assert "--skip-bad-lines" in message
 
 
+def test_a_deeply_nested_line_is_a_bad_line_with_its_number(tmp_path: Path, tokenizer):
+    path = write_jsonl(tmp_path / "qa.jsonl", [QA[0], "[" * 100_000, QA[1]])
+    with pytest.raises(InputError, match=r"1 bad lines \(line 2: nested too deeply"):
+        load_qa_jsonl(path, tokenizer, 256)
+
+
+@pytest.mark.parametrize("content", [None, 42, ["a"]])
+def test_a_message_whose_content_is_not_text_is_a_bad_line(tmp_path: Path, tokenizer, content):
+    chat = {"messages": [{"role": "user", "content": "q ?"}, {"role": "assistant", "content": content}]}
+    path = write_jsonl(tmp_path / "qa.jsonl", [QA[0], chat])
+    with pytest.raises(InputError, match="line 2: message 2 .assistant.: 'content' must be a string"):
+        load_qa_jsonl(path, tokenizer, 256)
+
+
 def test_skip_bad_lines_trains_on_the_rest_and_keeps_the_list(tmp_path: Path, tokenizer):
     path = write_jsonl(tmp_path / "qa.jsonl", [QA[0], "{not json", QA[1]])
     dataset = load_qa_jsonl(path, tokenizer, 256, skip_bad_lines=True)
@@ -407,6 +421,14 @@ def test_resuming_with_other_settings_is_refused(tiny_llm_dir: Path, qa_file: Pa
             tmp_path / "a",
             progress=False,
         )
+
+
+def test_an_out_that_is_a_file_is_refused_in_one_line(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    out = tmp_path / "adapter"
+    out.write_text("not a folder")
+    with pytest.raises(InputError, match=f"{out}: a file, not a folder"):
+        finetune(fast(tiny_llm_dir, max_steps=1), out, data=qa_file, progress=False)
+    assert out.read_text() == "not a folder"
 
 
 def test_a_finished_adapter_is_never_overwritten(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
