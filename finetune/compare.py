@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ragtune.core.errors import InputError, ModelLoadError
+from ragtune.rag.models.loading import QUANTIZATIONS
 from ragtune.rag.sample import sample_corpus
 
 PROMPT = "Explain in two sentences what a LoRA adapter is."
@@ -27,11 +28,19 @@ PROMPT = "Explain in two sentences what a LoRA adapter is."
 class CompareConfig:
     """What `ragtune compare` measures and how often."""
 
-    runs: int = 10  # timed generations per model (after one warm-up)
-    new_tokens: int = 32  # tokens generated per run; fixed so latencies compare
-    quantization: str = "none"  # as GeneratorConfig.quantization, for every model compared
-    perplexity_tokens: int = 4096  # held-out tokens scored
-    window: int = 512  # tokens per perplexity window (non-overlapping)
+    runs: int = field(default=10, metadata={"help": "Timed generations per model (after one warm-up)."})
+    new_tokens: int = field(
+        default=32, metadata={"help": "Tokens generated per run; fixed so latencies compare."}
+    )
+    quantization: str = field(
+        default="none",
+        metadata={
+            "help": "How every model compared is loaded (as GeneratorConfig.quantization).",
+            "choices": QUANTIZATIONS,
+        },
+    )
+    perplexity_tokens: int = field(default=4096, metadata={"help": "Held-out tokens scored."})
+    window: int = field(default=512, metadata={"help": "Tokens per perplexity window (non-overlapping)."})
 
     def __post_init__(self) -> None:
         if self.runs < 2:

@@ -79,6 +79,9 @@ class RAG:
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{str(path)!r} is a file; an index is a folder (it is created if missing)")
+        blocker = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise InputError(f"cannot create index folder {str(path)!r}: {str(blocker)!r} is a file")
         config_path = folder / CONFIG_FILE
         if config_path.exists():
             saved = RAGConfig.load(config_path)
@@ -91,8 +94,16 @@ class RAG:
             config = config or saved  # equal to `saved` on every index-time section, checked above
         else:
             config = config or RAGConfig()
-            folder.mkdir(parents=True, exist_ok=True)
-            config.save(config_path)
+            if embedder is None:
+                # Loaded before config.json is written: a folder saved with a model that does not load
+                # would refuse every later run with the right one ("built with other settings").
+                embedder = SentenceTransformerEmbedder(config.embedding)
+                embedder.model  # noqa: B018 (loads it, or raises ModelLoadError)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                config.save(config_path)
+            except OSError as exc:
+                raise InputError(f"cannot create index folder {str(path)!r}: {exc.strerror or exc}") from exc
         return cls(folder, config, embedder, generator, answer)
 
     # -- components -------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ because changing them would silently mix incompatible chunks; search-time settin
 from __future__ import annotations
 
 import json
+import math
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.indexes.bm25 import BM25Config
@@ -28,13 +30,13 @@ class ReaderConfig:
     max_file_mb: float = field(default=50.0, metadata={"help": "Larger files are skipped with a reason."})
 
     def __post_init__(self) -> None:
-        if self.max_file_mb <= 0:
-            raise InputError(f"max_file_mb={self.max_file_mb}: must be > 0")
+        if not (math.isfinite(self.max_file_mb) and self.max_file_mb > 0):
+            raise InputError(f"max_file_mb={self.max_file_mb}: must be a number of megabytes > 0")
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    mode: str = field(default="hybrid", metadata={"help": "One of bm25, tfidf, dense, hybrid."})
+    mode: str = field(default="hybrid", metadata={"help": "Retriever.", "choices": MODES})
     rrf_k: int = field(default=60, metadata={"help": "Reciprocal rank fusion constant (Cormack et al.)."})
     weights: dict[str, float] = field(
         default_factory=lambda: {"bm25": 1.0, "dense": 1.0, "tfidf": 0.0},
@@ -50,7 +52,8 @@ class RetrievalConfig:
         unknown = set(self.weights) - {"bm25", "tfidf", "dense"}
         if unknown:
             raise InputError(f"weights for {sorted(unknown)}: only bm25, tfidf and dense can be weighted")
-        if any(w < 0 for w in self.weights.values()) or not any(w > 0 for w in self.weights.values()):
+        weights = self.weights.values()
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
             raise InputError(f"weights={self.weights}: need non-negative weights, at least one above 0")
         if self.depth < 1:
             raise InputError(f"depth={self.depth}: must be >= 1")
@@ -75,18 +78,27 @@ class RAGConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
-        if data.get("format") != CONFIG_FORMAT:
-            raise StoreFormatError(f"config format {data.get('format')}: this ragtune reads {CONFIG_FORMAT}")
+        if not isinstance(data, dict) or data.get("format") != CONFIG_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise StoreFormatError(f"config format {found}: this ragtune reads {CONFIG_FORMAT}")
         sections = {}
         for f in fields(cls):
             section_type = f.default_factory  # type: ignore[misc]
             values = data.get(f.name, {})
+            if not isinstance(values, dict):
+                raise InputError(
+                    f"config [{f.name}] is {type(values).__name__}: expected an object of settings"
+                )
             known = {g.name for g in fields(section_type)}
             unknown = set(values) - known
             if unknown:
                 raise InputError(
                     f"config [{f.name}] has unknown keys {sorted(unknown)}; valid: {sorted(known)}"
                 )
+            hints = get_type_hints(section_type)
+            for key, value in values.items():
+                if not matches_type(value, hints[key]):
+                    raise InputError(f"config [{f.name}] {key}={value!r}: expected {type_name(hints[key])}")
             sections[f.name] = section_type(**values)
         return cls(**sections)
 
@@ -107,4 +119,40 @@ class RAGConfig:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise StoreFormatError(f"cannot read config {path}: {exc}") from exc
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+
+
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a dataclass field's annotation (bool is not a number here)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(matches_type(value, arg) for arg in get_args(hint))
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        key_hint, value_hint = get_args(hint)
+        return isinstance(value, dict) and all(
+            matches_type(k, key_hint) and matches_type(v, value_hint) for k, v in value.items()
+        )
+    if origin in (list, tuple):
+        (item_hint, *_rest) = get_args(hint) or (Any,)
+        return isinstance(value, (list, tuple)) and all(matches_type(v, item_hint) for v in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def type_name(hint: Any) -> str:
+    """How a field's annotation reads in an error message: int, float, str or None, dict[str, float]."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(type_name(arg) for arg in get_args(hint))
+    if hint is type(None):
+        return "None"
+    return hint.__name__ if isinstance(hint, type) else str(hint)
