@@ -11,7 +11,7 @@ import zipfile
 import docx
 import pytest
 from fpdf import FPDF
-from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadResult, parse_bytes
+from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, ReadResult, parse_bytes
 
 SOURCE = "/corpus/file"
 TEXT_SUFFIXES = [".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl"]
@@ -86,11 +86,29 @@ def test_unsupported_suffix_is_skipped():
     assert result == ReadResult(documents=[], skipped="unsupported file type '.xyz'")
 
 
+RANDOM_BYTES_REASONS = {
+    ".docx": "cannot read DOCX: File is not a zip file",
+    ".pdf": "cannot read PDF: Stream has ended unexpectedly",
+    **{suffix: "binary content, not text" for suffix in TEXT_SUFFIXES},
+}
+
+
 @pytest.mark.parametrize("suffix", sorted(SUPPORTED_SUFFIXES))
-def test_random_bytes_never_raise(suffix):
+def test_random_bytes_are_skipped_with_the_reason_of_their_format(suffix):
     data = random.Random(suffix).randbytes(3000)
-    result = read(data, suffix)
-    assert result.documents or result.skipped
+    assert read(data, suffix) == ReadResult(documents=[], skipped=RANDOM_BYTES_REASONS[suffix])
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RecursionError("maximum recursion depth exceeded")])
+def test_a_reader_that_runs_out_of_memory_or_stack_gives_a_skip(monkeypatch, error):
+    from ragtune.rag.ingest import readers
+
+    def explode(data, source, limits):
+        raise error
+
+    monkeypatch.setitem(readers._READERS, ".txt", ("TXT", explode))
+    expected = "cannot read TXT: " + (type(error).__name__ + (f": {error}" if str(error) else ""))
+    assert read("fine text", ".txt") == ReadResult(documents=[], skipped=expected)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,6 +227,34 @@ def test_utf8_bom_is_accepted(suffix, data, text):
     assert read_one(b"\xef\xbb\xbf" + data.encode(), suffix).text == text
 
 
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".json", ".jsonl"])
+@pytest.mark.parametrize(
+    ("bom", "codec"),
+    [
+        (b"\xff\xfe", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+        (b"\xff\xfe\x00\x00", "utf-32-le"),
+        (b"\x00\x00\xfe\xff", "utf-32-be"),
+    ],
+    ids=["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"],
+)
+def test_utf16_and_utf32_with_a_bom_are_decoded(suffix, bom, codec):
+    body = {".html": "<p>Café ünïcode</p>", ".json": '{"text": "Café ünïcode"}'}.get(suffix, "Café ünïcode")
+    body = '{"text": "Café ünïcode"}\n' if suffix == ".jsonl" else body
+    assert read_one(bom + body.encode(codec), suffix).text == "Café ünïcode"
+
+
+def test_utf16_bom_outranks_a_meta_charset():
+    data = b"\xff\xfe" + '<meta charset="windows-1252"><p>naïve</p>'.encode("utf-16-le")
+    assert read_one(data, ".html").text == "naïve"
+
+
+def test_utf16_with_a_bom_but_an_odd_byte_is_skipped_with_its_offset():
+    assert read(b"\xff\xfe" + "ab".encode("utf-16-le") + b"c", ".txt").skipped == (
+        "not valid UTF-16 (byte 0x63 at offset 6)"
+    )
+
+
 def test_unexpected_parser_failure_becomes_a_skip_reason():
     result = read("[" * 100_000, ".json")
     assert result.documents == []
@@ -240,6 +286,33 @@ def test_html_title_is_metadata_not_text_even_without_head_tag():
 
 def test_html_inline_elements_are_separated_by_newlines():
     assert read_one("<p>Hello <b>world</b>!</p>", ".html").text == "Hello\nworld\n!"
+
+
+def test_html_deeply_nested_is_read_in_memory_that_follows_the_text():
+    import tracemalloc
+
+    depth = 100_000
+    data = ("<html><body>" + "<div>" * depth + "deep text" + "</div>" * depth + "</body></html>").encode()
+    tracemalloc.start()
+    try:
+        document = read_one(data, ".html")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert document.text == "deep text"
+    # A tree of 100,000 tags took about 60 MB; the tag stack is a list of one interned string.
+    assert peak < 8 * len(data), f"peak {peak / 2**20:.1f} MB for a {len(data) / 2**20:.1f} MB page"
+
+
+def test_html_stray_and_unclosed_tags_close_like_a_tree_would():
+    data = "<div><script>x = 1</div></span><p>after</p></script><p>shown</p><title>T</title><h1>H</h1>"
+    document = read_one(data, ".html")
+    assert (document.text, document.metadata) == ("shown\nH", {"type": "html", "title": "T"})
+
+
+def test_html_first_h1_is_the_title_when_there_is_no_title_tag():
+    document = read_one("<h1>First</h1><p>x</p><h1>Second</h1>", ".html")
+    assert (document.text, document.metadata["title"]) == ("First\nx\nSecond", "First")
 
 
 def test_html_uses_charset_declared_in_meta():
@@ -357,6 +430,77 @@ def test_docx_merged_cell_appears_once_in_its_row():
     assert read_one(out.getvalue(), ".docx").text == "wide | narrow"
 
 
+def test_docx_tabs_line_breaks_and_page_breaks():
+    from docx.enum.text import WD_BREAK
+
+    document = docx.Document()
+    run = document.add_paragraph("Name:\tAda").add_run(" Lovelace")
+    run.add_break()
+    run.add_text("second line")
+    run.add_break(WD_BREAK.PAGE)
+    run.add_text("same line after a page break")
+    out = io.BytesIO()
+    document.save(out)
+    assert read_one(out.getvalue(), ".docx").text == (
+        "Name:\tAda Lovelace\nsecond linesame line after a page break"
+    )
+
+
+def test_docx_nested_table_text_stays_out_of_its_cell():
+    document = docx.Document()
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "outer"
+    table.cell(0, 1).add_table(rows=1, cols=1).cell(0, 0).text = "inner"
+    out = io.BytesIO()
+    document.save(out)
+    assert read_one(out.getvalue(), ".docx").text == "outer |"
+
+
+def docx_inflating_to(megabytes: int) -> bytes:
+    """A DOCX whose document.xml is `megabytes` MB of one repeated paragraph: a few KB compressed."""
+    plain = zipfile.ZipFile(io.BytesIO(make_docx(["x"])))
+    xml = plain.read("word/document.xml").decode()
+    paragraph = "<w:p><w:r><w:t>boom</w:t></w:r></w:p>"
+    xml = xml.replace("<w:body>", "<w:body>" + paragraph * (megabytes * 2**20 // len(paragraph)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in plain.infolist():
+            archive.writestr(info, xml if info.filename == "word/document.xml" else plain.read(info))
+    return out.getvalue()
+
+
+def test_docx_zip_bomb_is_skipped_by_its_uncompressed_size_before_parsing():
+    data = docx_inflating_to(4)
+    inflated = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert len(data) < 60_000 and inflated > 4 * 2**20
+    result = parse_bytes(data, ".docx", SOURCE, ReadLimits(max_bytes=2**20))
+    assert result == ReadResult(
+        documents=[],
+        skipped=f"too large uncompressed: this DOCX inflates to {inflated / 2**20:.1f} MB "
+        "(> 1.0 MB limit; raise max_file_mb)",
+    )
+
+
+def test_docx_under_the_limit_is_read_whole():
+    result = parse_bytes(docx_inflating_to(1), ".docx", SOURCE, ReadLimits(max_bytes=8 * 2**20))
+    (document,) = result.documents
+    assert set(document.text.split("\n")) == {"boom", "x"}
+
+
+def test_docx_member_inflating_past_its_declared_size_is_stopped():
+    data = bytearray(docx_inflating_to(1))
+    name = b"word/document.xml"
+    # The central directory entry names the file 46 bytes in; its uncompressed size sits at bytes 24-27.
+    entry = data.index(b"PK\x01\x02")
+    while data[entry + 46 : entry + 46 + len(name)] != name:
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 24 : entry + 28] = (1024).to_bytes(4, "little")  # declare 1 KB instead of 1 MB
+    result = parse_bytes(bytes(data), ".docx", SOURCE, ReadLimits(max_bytes=8 * 2**20))
+    # zipfile reads no further than the declared size, so the lie shows as a checksum error.
+    reason = "cannot read DOCX: BadZipFile: Bad CRC-32 for file 'word/document.xml'"
+    assert result == ReadResult(documents=[], skipped=reason)
+
+
 def test_docx_with_no_text_is_skipped():
     assert read(make_docx([]), ".docx").skipped == "empty: no text"
 
@@ -375,7 +519,7 @@ def zip_without_word_parts() -> bytes:
         (b"PK\x03\x04" + b"\x00" * 50, "cannot read DOCX: File is not a zip file"),
         (
             zip_without_word_parts(),
-            "cannot read DOCX: There is no item named '[Content_Types].xml' in the archive",
+            "cannot read DOCX: no word/document.xml in the archive (not a Word file?)",
         ),
     ],
     ids=["text", "zip-header-only", "other-zip"],
