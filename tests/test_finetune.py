@@ -18,7 +18,7 @@ from ragtune.finetune.data import (
 )
 from ragtune.finetune.merge import merge
 from ragtune.finetune.train import CHECKPOINT, finetune, train
-from ragtune.rag.models.loading import has_bitsandbytes, load_tokenizer
+from ragtune.rag.models.loading import choose_device, cuda_available, load_tokenizer
 from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM
@@ -167,7 +167,9 @@ def test_lora_training_lowers_the_eval_loss(tiny_llm_dir: Path, qa_file: Path, t
     result = finetune(
         fast(tiny_llm_dir, quantization="none"), tmp_path / "adapter", data=qa_file, progress=False
     )
-    assert result.steps == 12 and result.quantization == "none" and result.optimizer == "adamw_torch"
+    device = choose_device("auto")
+    assert result.steps == 12 and result.quantization == "none" and result.device == device
+    assert result.optimizer == ("paged_adamw_32bit" if device == "cuda" else "adamw_torch")
     assert result.final_eval_loss < result.first_eval_loss - 0.1
     assert result.losses[-1] < result.losses[0]
 
@@ -186,7 +188,6 @@ def test_adapter_folder_carries_config_tokenizer_and_base_path(
     assert (out / CONFIG_FILE).is_file()
 
 
-@pytest.mark.skipif(not has_bitsandbytes(), reason="bitsandbytes is not installed")
 def test_qlora_trains_on_a_4bit_base(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
     result = finetune(
         fast(tiny_llm_dir, quantization="nf4"), tmp_path / "adapter", data=qa_file, progress=False
@@ -251,6 +252,15 @@ def lora_b(tensors: dict) -> list:
 def default_init(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("default-init")
     return initial_adapter(tiny_llm_dir, write_jsonl(folder / "qa.jsonl", QA), folder / "adapter", True)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs CUDA (peft computes LoftQ there)")
+def test_loftq_gives_other_initial_weights_than_the_default(
+    default_init: dict, tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
+):
+    tensors = initial_adapter(tiny_llm_dir, qa_file, tmp_path / "adapter", "loftq")
+    for a, default_a in zip(lora_a(tensors), lora_a(default_init), strict=True):
+        assert float((a - default_a).abs().max()) > 1e-3
 
 
 def test_default_init_starts_from_the_base_model(default_init: dict):
@@ -449,9 +459,12 @@ def test_merged_model_gives_the_adapters_logits(trained_adapter: Path, tiny_llm_
     import torch
 
     result = merge(trained_adapter, tmp_path / "merged")
-    merged = LocalLLM.load(GeneratorConfig(model=result.out))
-    with_adapter = LocalLLM.load(GeneratorConfig(model=str(trained_adapter)))
-    base = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
+    # merge() folds the adapter into a full-precision base on the CPU: the check is made there too, so it
+    # means the same on a CUDA machine (where the default load would be 4-bit).
+    merged, with_adapter, base = (
+        LocalLLM.load(GeneratorConfig(model=model, quantization="none", device="cpu"))
+        for model in (result.out, str(trained_adapter), str(tiny_llm_dir))
+    )
     ids = base.tokenizer("what does LoRA learn ?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         a, m, b = (llm.model(ids).logits for llm in (with_adapter, merged, base))
