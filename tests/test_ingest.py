@@ -203,3 +203,174 @@ def test_rebuild_reembeds_everything_and_keeps_the_same_documents(rag, corpus, e
     assert report.generation == 2
     assert len(embedder.embedded) == 6
     assert rag.status()["documents"] == 6 and rag.status()["chunks"] == 6
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files that must not cost or leak anything: archive bombs, links, FIFOs; every skip recorded
+
+
+def zip_bomb_docx(inflated_mb: int) -> bytes:
+    """A DOCX of a few KB whose document.xml inflates to `inflated_mb` MB of identical paragraphs."""
+    import io
+    import zipfile
+
+    import docx
+
+    plain = io.BytesIO()
+    docx.Document().save(plain)
+    template = zipfile.ZipFile(io.BytesIO(plain.getvalue()))
+    head, tail = template.read("word/document.xml").decode().split("<w:body>")
+    paragraph = "<w:p><w:r><w:t>boom</w:t></w:r></w:p>"
+    body = head + "<w:body>" + paragraph * (inflated_mb * 2**20 // len(paragraph)) + tail
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for info in template.infolist():
+            archive.writestr(info, body if info.filename == "word/document.xml" else template.read(info))
+    return out.getvalue()
+
+
+def test_a_docx_zip_bomb_is_skipped_by_its_uncompressed_size_and_the_rest_is_indexed(tmp_path, embedder):
+    import zipfile
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a-good.md").write_text("Adapters are small.")
+    (folder / "bomb.docx").write_bytes(zip_bomb_docx(inflated_mb=3))
+    (folder / "z-good.txt").write_text("Quantization saves memory.")
+    assert (folder / "bomb.docx").stat().st_size < 50_000
+    with zipfile.ZipFile(folder / "bomb.docx") as archive:  # the document plus Word's styles and theme
+        inflated = sum(info.file_size for info in archive.infolist()) / 2**20
+    assert 3 < inflated < 4
+    with RAG.open(
+        tmp_path / "index", RAGConfig(reader=ReaderConfig(max_file_mb=1)), embedder=embedder
+    ) as rag:
+        report = rag.ingest(folder, progress=False)
+    assert sorted(Path(p).name for p in report.added) == ["a-good.md", "z-good.txt"]
+    assert [(Path(n.path).name, n.reason) for n in report.skipped] == [
+        (
+            "bomb.docx",
+            f"too large uncompressed: this DOCX inflates to {inflated:.1f} MB (> 1.0 MB limit; raise max_file_mb)",
+        )
+    ]
+
+
+def skip_reasons(report) -> dict[str, str]:
+    return {Path(n.path).name: n.reason for n in report.skipped}
+
+
+def test_a_symlink_to_a_file_outside_the_folder_is_not_indexed(rag, corpus, tmp_path):
+    (tmp_path / "secret.md").write_text("The outside password is swordfish.")
+    (corpus / "leak.md").symlink_to(tmp_path / "secret.md")
+    report = rag.ingest(corpus, progress=False)
+    assert skip_reasons(report) == {"leak.md": "symlink to outside the folder"}
+    assert rag.search("swordfish password", k=3, mode="bm25") == []
+
+
+def test_a_symlink_to_a_folder_outside_is_reported_not_walked(rag, corpus, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.md").write_text("Elsewhere words about swordfish.")
+    (corpus / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    report = rag.ingest(corpus, progress=False)
+    assert skip_reasons(report) == {"linked": "symlink to outside the folder"}
+    assert len(report.added) == 6
+
+
+def test_a_symlink_inside_the_folder_is_skipped_and_its_target_indexed_once(rag, corpus):
+    (corpus / "also-lora.md").symlink_to(corpus / "lora.md")
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "up").symlink_to(corpus, target_is_directory=True)  # would loop if followed
+    report = rag.ingest(corpus, progress=False)
+    assert skip_reasons(report) == {
+        "also-lora.md": "symlink to lora.md inside the folder: links are not followed, so nothing is indexed twice",
+        "up": "symlink to . inside the folder: links are not followed, so nothing is indexed twice",
+    }
+    assert sorted(Path(p).name for p in report.added).count("lora.md") == 1 and len(report.added) == 6
+
+
+def test_a_symlink_loop_and_a_dangling_link_each_have_their_own_reason(rag, corpus):
+    (corpus / "loop.md").symlink_to(corpus / "loop.md")
+    (corpus / "gone.md").symlink_to(corpus / "deleted.md")
+    report = rag.ingest(corpus, progress=False)
+    assert skip_reasons(report) == {
+        "loop.md": "symlink loop",
+        "gone.md": f"dangling symlink: its target {corpus / 'deleted.md'} does not exist",
+    }
+
+
+def test_a_fifo_never_blocks_the_ingest(rag, corpus):
+    import threading
+
+    fifo = corpus / "pipe.txt"
+    os.mkfifo(fifo)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(rag.ingest(corpus, progress=False)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # unblock the reader so the test run can end, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+        pytest.fail("ingest blocked on a FIFO")
+    assert skip_reasons(reports[0]) == {"pipe.txt": "not a regular file"}
+    assert len(reports[0].added) == 6
+
+
+def test_status_counts_every_skip_the_report_counts(rag, corpus, monkeypatch):
+    import ragtune.rag.ingest.ingestor as ingest_module
+
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "binary.txt").write_bytes(b"\x00\x01binary")
+    (corpus / "image.png").write_bytes(b"\x89PNG")
+    os.mkfifo(corpus / "pipe.md")
+    (corpus / "gone.md").symlink_to(corpus / "deleted.md")
+    real_list = ingest_module.list_files
+    monkeypatch.setattr(
+        ingest_module, "list_files", lambda root, exclude: [*real_list(root, exclude), root / "ghost.md"]
+    )
+    report = rag.ingest(corpus, progress=False)
+    assert sorted(skip_reasons(report)) == [
+        "binary.txt",
+        "empty.txt",
+        "ghost.md",
+        "gone.md",
+        "image.png",
+        "pipe.md",
+    ]
+    assert rag.status()["skipped_sources"] == len(report.skipped) == 6
+    again = rag.ingest(corpus, progress=False)
+    assert rag.status()["skipped_sources"] == len(again.skipped) == 6
+
+
+def test_an_unreadable_file_counts_as_skipped_in_status_and_keeps_its_last_good_version(
+    rag, corpus, monkeypatch
+):
+    rag.ingest(corpus, progress=False)
+    (corpus / "lora.md").write_text("# LoRA\n\nAn edit the reader will not be allowed to see.")
+    real_open = Path.open
+
+    def refuse_lora(self, *args, **kwargs):
+        if self.name == "lora.md":
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse_lora)
+    report = rag.ingest(corpus, progress=False)
+    assert rag.status()["skipped_sources"] == len(report.skipped) == 1
+    assert "lora.md" in sources(rag, "low-rank update", "bm25")
+    monkeypatch.setattr(Path, "open", real_open)
+    retried = rag.ingest(corpus, progress=False)  # readable again: read, not taken from the stored stat
+    assert [Path(p).name for p in retried.changed] == ["lora.md"] and retried.skipped == []
+    assert rag.status()["skipped_sources"] == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_text_with_a_byte_order_mark_is_indexed(rag, tmp_path, encoding):
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    text = "Café notes: LoRA adapters are small."
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data  # the -be/-le codecs write no BOM themselves
+    (folder / "notes.txt").write_bytes(data)
+    report = rag.ingest(folder, progress=False)
+    assert report.skipped == [] and len(report.added) == 1
+    assert rag.search("café adapters", k=1, mode="bm25")[0].text == text

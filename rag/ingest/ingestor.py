@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tfidf import TfidfIndex
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import Chunker
-from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, parse_bytes
+from ragtune.rag.ingest.files import list_entries as list_files
+from ragtune.rag.ingest.files import read_file, refusal
+from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
 from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
 from tqdm.auto import tqdm
@@ -103,35 +105,6 @@ class _Scan:
     )  # stored document ids whose file is unchanged or unreadable now
     sources: list[SourceWrite] = field(default_factory=list)
     present: set[str] = field(default_factory=set)  # every path found under the root
-
-
-def list_files(root: Path, exclude: Path | None = None) -> list[Path]:
-    """Files at or below `root` in a stable order, leaving out hidden files and folders and `exclude`
-    (the index folder itself, when it lives inside the documents)."""
-    if root.is_file():
-        return [root]
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(folder) / d != exclude)
-        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
-    return found
-
-
-def _read_file(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return None, f"too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB; raise max_file_mb)"
-        if size == 0:
-            return None, "empty file"
-        with path.open("rb") as fh:
-            return fh.read(max_bytes + 1), None
-    except FileNotFoundError:
-        return None, "vanished before it could be read"
-    except PermissionError:
-        return None, "cannot read: permission denied"
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
 
 
 class Ingestor:
@@ -243,22 +216,42 @@ class Ingestor:
         docs_of_source: dict[str, list[str]] = {}
         for doc in stored_docs.values():
             docs_of_source.setdefault(doc.source, []).append(doc.id)
-        max_bytes = int(self.config.reader.max_file_mb * 2**20)
+        limits = ReadLimits(max_bytes=int(self.config.reader.max_file_mb * 2**20))
+
+        def skip(
+            source: str,
+            reason: str,
+            problems: Sequence[str] = (),
+            keep: bool = False,
+            read: tuple[int, int, str] = (-1, -1, ""),
+        ) -> None:
+            # Every skip is a row in the sources table, so `status` counts what the report counts. A file
+            # that was not read (or keeps its last good version) is stored with a size no file has, so
+            # the next ingest reads it again instead of trusting its unchanged size and time.
+            report.skipped.append(FileNote(source, reason))
+            if keep:  # an unreadable file keeps what was indexed from it before
+                scan.kept.update(docs_of_source.get(source, ()))
+            scan.sources.append(SourceWrite(source, *read, reason, problems))
+
         files = list_files(root, exclude=self.generations.root.parent.resolve())
         for path in tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2):
             source = path.as_posix()
             scan.present.add(source)
+            refused = refusal(path, root)  # links, FIFOs and devices are never opened
+            if refused is not None:
+                skip(source, refused.reason, keep=refused.transient)
+                continue
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                report.skipped.append(FileNote(source, f"unsupported file type {path.suffix or '(none)'!r}"))
+                skip(source, f"unsupported file type {path.suffix or '(none)'!r}")
                 continue
             try:
                 stat = path.stat()
             except OSError:
-                stat = None
+                skip(source, "vanished before it could be read", keep=True)
+                continue
             stored = stored_sources.get(source)
             if (
-                stat is not None
-                and stored is not None
+                stored is not None
                 and not force
                 and (stored.size, stored.mtime_ns)
                 == (
@@ -271,11 +264,9 @@ class Ingestor:
                     report.skipped.append(FileNote(source, stored.skipped))
                 report.problems += [FileNote(source, p) for p in stored.problems]
                 continue
-            data, reason = _read_file(path, max_bytes) if stat is not None else (None, "vanished")
+            data, reason = read_file(path, limits.max_bytes)
             if data is None:
-                # An unreadable file keeps what was indexed from it before: no data is lost to a bad read.
-                scan.kept.update(docs_of_source.get(source, ()))
-                report.skipped.append(FileNote(source, reason or "unreadable"))
+                skip(source, reason or "unreadable", keep=True)
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if stored is not None and stored.sha256 == digest and not force:
@@ -289,18 +280,13 @@ class Ingestor:
                 if stored.skipped:
                     report.skipped.append(FileNote(source, stored.skipped))
                 continue
-            result = parse_bytes(data, path.suffix.lower(), source)
+            result = parse_bytes(data, path.suffix.lower(), source, limits)
             report.problems += [FileNote(source, p) for p in result.problems]
+            if result.skipped and docs_of_source.get(source):
+                skip(source, result.skipped, result.problems, keep=True)  # keep the last good version
+                continue
             if result.skipped:
-                report.skipped.append(FileNote(source, result.skipped))
-                if docs_of_source.get(source):
-                    scan.kept.update(docs_of_source[source])  # keep the last good version; retry next time
-                else:
-                    scan.sources.append(
-                        SourceWrite(
-                            source, stat.st_size, stat.st_mtime_ns, digest, result.skipped, result.problems
-                        )
-                    )
+                skip(source, result.skipped, result.problems, read=(stat.st_size, stat.st_mtime_ns, digest))
                 continue
             scan.sources.append(
                 SourceWrite(source, stat.st_size, stat.st_mtime_ns, digest, None, result.problems)
