@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import zipfile
 from pathlib import Path
@@ -128,3 +130,42 @@ class GatedEmbedder(FakeEmbedder):
             self.entered.set()
             assert self.gate.wait(timeout=120), "test never released the gate"
         return super().encode(texts, query=query, progress=progress)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_foreign_entries_in_the_generations_folder_are_left_alone(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    root = rag.folder / "generations"
+    (root / "notes.txt").write_text("mine")
+    for name in (".tmp-abc", ".tmp-000002-xyz", "backup"):
+        (root / name).mkdir()
+    (corpus / "lora.md").write_text("# LoRA\n\nEdited.")
+    assert rag.ingest(corpus, progress=False).generation == 2
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".tmp-000002-xyz",
+        ".tmp-abc",
+        "000001",
+        "000002",
+        "backup",
+        "notes.txt",
+    ]
+
+
+def test_an_ingest_that_changes_nothing_still_removes_what_killed_ingests_left(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    (corpus / "lora.md").write_text("# LoRA\n\nEdited.")
+    rag.ingest(corpus, progress=False)
+    root = rag.folder / "generations"
+    orphan = root / "000003"  # written, then killed before the store's commit
+    killed = root / f".tmp-000004-{dead_pid()}"
+    running = root / f".tmp-000004-{os.getppid()}"  # another ingest that is still running
+    for folder in (orphan, killed, running):
+        folder.mkdir()
+    report = rag.ingest(corpus, progress=False)
+    assert report.generation == 2 and report.added == report.changed == []
+    assert sorted(p.name for p in root.iterdir()) == [running.name, "000001", "000002"]

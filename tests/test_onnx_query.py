@@ -91,3 +91,49 @@ def test_query_backend_may_change_for_an_existing_index(tmp_path: Path, tiny_mod
     RAG.open(tmp_path / "index", config).close()
     other = RAGConfig(embedding=EmbeddingConfig(model=str(tiny_model_dir), query_backend="torch"))
     assert RAG.open(tmp_path / "index", other).config.embedding.query_backend == "torch"
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [("model.onnx", "scribble"), ("model.onnx", "truncate"), ("onnx_query.json", "scribble")],
+)
+def test_a_damaged_export_is_exported_again(tiny_model_dir: Path, name: str, damage: str):
+    from ragtune.indexes.onnx_query import export_folder
+
+    embedder(tiny_model_dir).encode(["warm"], query=True)
+    path = export_folder(tiny_model_dir) / name
+    data = path.read_bytes()
+    path.write_bytes(b"\xff" * len(data) if damage == "scribble" else data[: len(data) // 2])
+
+    again = embedder(tiny_model_dir)
+    with pytest.warns(UserWarning, match=f"exporting again: .*{export_folder(tiny_model_dir).name}"):
+        ours = again.encode(QUERIES, query=True)
+    assert again.query_backend() == "onnx"
+    assert np.allclose(ours, embedder(tiny_model_dir, "torch").encode(QUERIES, query=True), atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new export is intact: no second repair
+        embedder(tiny_model_dir).encode(QUERIES, query=True)
+
+
+def test_a_killed_export_leaves_nothing_behind_after_the_next_one(tiny_model_dir: Path, own_cache: Path):
+    import subprocess
+
+    from ragtune.indexes.onnx_query import export_folder
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    final = export_folder(tiny_model_dir)
+    killed = final.with_name(f".{final.name}.tmp-{process.pid}")
+    killed.mkdir(parents=True)
+    (killed / "model.onnx").write_bytes(b"half")
+    embedder(tiny_model_dir).encode(["warm"], query=True)
+    assert sorted(p.name for p in (own_cache / "onnx").iterdir()) == [final.name]
+
+
+def test_an_export_that_disagrees_with_torch_is_never_published(tiny_model_dir: Path, own_cache, monkeypatch):
+    published: list[Path] = []
+    monkeypatch.setattr("ragtune.indexes.onnx_query.agreement", lambda encoder, st_model: 0.5)
+    monkeypatch.setattr("ragtune.indexes.onnx_query.publish", lambda tmp, folder: published.append(folder))
+    with pytest.raises(ModelLoadError, match="disagrees with torch"):
+        embedder(tiny_model_dir, "onnx").encode(QUERIES, query=True)
+    assert published == [] and list((own_cache / "onnx").iterdir()) == []
