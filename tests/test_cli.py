@@ -116,3 +116,23 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+def test_status_verify_checks_every_index_file(capsys, corpus, index, tiny_model_dir):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    code, out, _ = run(capsys, "status", "--index", index, "--verify")
+    assert code == 0 and "match their checksums" in out.splitlines()[-1]
+    code, out, _ = run(capsys, "status", "--index", index, "--verify", "--json")
+    verified = json.loads(out)["verified"]
+    assert code == 0 and verified["generation"] == 1 and verified["files"] > 0 and verified["checksums"]
+
+
+def test_status_verify_names_a_damaged_file(capsys, corpus, index, tiny_model_dir):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    vectors = next(Path(index, "generations").glob("*/dense/vectors.npy"))
+    damaged = bytearray(vectors.read_bytes())
+    damaged[-1] ^= 0x01  # one flipped bit in the last vector: still loads, but not what was written
+    vectors.write_bytes(bytes(damaged))
+    assert run(capsys, "status", "--index", index)[0] == 0  # without --verify nothing is re-read
+    code, _, err = run(capsys, "status", "--index", index, "--verify")
+    assert code == 2 and err.count("\n") == 1 and "vectors.npy" in err and "checksum" in err

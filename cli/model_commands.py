@@ -1,0 +1,104 @@
+"""The commands over models: finetune an adapter, merge it into its base, compare models."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from ragtune.cli.options import ConfigOptions
+from ragtune.core.errors import RagtuneError
+from ragtune.finetune.compare import CompareConfig
+from ragtune.finetune.config import FinetuneConfig
+
+FINETUNE = ConfigOptions(FinetuneConfig)
+COMPARE = ConfigOptions(CompareConfig)
+
+
+def finetune(args: argparse.Namespace) -> int:
+    from ragtune.finetune.train import finetune as train
+
+    config = FINETUNE.build(args)
+    if args.from_store and not (Path(args.index).expanduser() / "store.sqlite").exists():
+        raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
+    result = train(
+        config,
+        args.out,
+        data=args.data,
+        index=args.index if args.from_store else None,
+        skip_bad_lines=args.skip_bad_lines,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    first, final = result.first_eval_loss, result.final_eval_loss
+    print(f"adapter written to {result.adapter}")
+    print(
+        f"  {result.steps} steps on {result.train_examples} examples ({result.quantization}, {result.device}, "
+        f"{result.optimizer}), {result.seconds:.1f} s, {result.seconds_per_step:.2f} s/step, "
+        f"peak memory {result.peak_memory_mb:.0f} MB"
+    )
+    if first is not None and final is not None:
+        print(f"  eval loss {first:.3f} -> {final:.3f} on {result.eval_examples} held-out examples")
+    if result.resumed_from:
+        print(f"  resumed from the checkpoint at step {result.resumed_from}")
+    _config, run = FinetuneConfig.load(Path(result.adapter))
+    for problem in run.get("data", {}).get("problems", []):
+        print(f"  skipped {problem}")
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    from ragtune.finetune.merge import merge as fold
+
+    result = fold(args.adapter, args.out)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(
+            f"merged {result.adapter} into {result.base}: {result.out} ({result.size_mb:.0f} MB, {result.seconds:.1f} s)"
+        )
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from ragtune.finetune.compare import compare as measure
+    from ragtune.finetune.compare import default_heldout_text, table
+
+    config = COMPARE.build(args)
+    if args.text:
+        try:
+            text = Path(args.text).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RagtuneError(f"cannot read --text {args.text}: {exc}") from exc
+    else:
+        text = default_heldout_text()
+    specs = [args.base if m == "base" else m for m in args.models]
+    with tempfile.TemporaryDirectory(prefix="ragtune-compare-") as workdir:
+        results = measure(
+            specs,
+            config,
+            text,
+            Path(workdir),
+            lambda spec: print(f"measuring {spec} ...", file=sys.stderr, flush=True),
+        )
+    report = {
+        "config": dataclasses.asdict(config),
+        "prompt_tokens_note": "chat prompt, greedy",
+        "models": [r.to_dict() for r in results],
+    }
+    try:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    except OSError as exc:
+        raise RagtuneError(f"cannot write --report {args.report}: {exc.strerror or exc}") from exc
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(results, config.runs))
+        print(f"\n(report written to {args.report})", file=sys.stderr)
+    return 0
