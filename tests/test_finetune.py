@@ -355,6 +355,14 @@ def test_an_init_that_changes_the_base_saves_an_adapter_for_the_unmodified_base(
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
+def test_eva_with_batches_smaller_than_its_rank_is_refused(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    # peft skips a batch with fewer tokens than components, and cycles over the batches until the SVD
+    # converges: with none big enough it would never return.
+    config = fast(tiny_llm_dir, init_lora_weights="eva", r=64, batch_size=1)
+    with pytest.raises(InputError, match="'eva' needs batches of at least 128 tokens"):
+        finetune(config, tmp_path / "adapter", data=qa_file, progress=False)
+
+
 def torch_cat(tensors: list):
     import torch
 
