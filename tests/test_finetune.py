@@ -397,18 +397,25 @@ class RunsCodeWhenUnpickled:
         return (Path.touch, (self.marker,))
 
 
+def interrupted_run(tiny_llm_dir: Path, qa_file: Path, out: Path):
+    """A run stopped after step 3 of 4, leaving its checkpoint of step 2 in `out`; returns a function
+    that resumes it."""
+    config = fast(tiny_llm_dir, max_steps=4, save_every=2)
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source.path)
+    dataset = load_qa_jsonl(qa_file, tokenizer, config.max_length)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, source, tokenizer, dataset, out, progress=False, on_step=interrupt_at(3))
+    return lambda: train(config, source, tokenizer, dataset, out, progress=False)
+
+
 def test_a_checkpoint_holding_a_pickle_is_refused_without_running_it(
     tiny_llm_dir: Path, qa_file: Path, tmp_path: Path
 ):
     import torch
 
-    config = fast(tiny_llm_dir, max_steps=4, save_every=2)
-    source = resolve_model(config.model)
-    tokenizer = load_tokenizer(source.path)
-    dataset = load_qa_jsonl(qa_file, tokenizer, config.max_length)
     out = tmp_path / "adapter"
-    with pytest.raises(KeyboardInterrupt):
-        train(config, source, tokenizer, dataset, out, progress=False, on_step=interrupt_at(3))
+    resume = interrupted_run(tiny_llm_dir, qa_file, out)
     # Swap the checkpoint's optimizer and RNG state for a crafted pickle, as an old or hostile folder has.
     checkpoint = out / CHECKPOINT
     for name in ("optimizer.safetensors", "optimizer.json", "rng.safetensors"):
@@ -417,10 +424,18 @@ def test_a_checkpoint_holding_a_pickle_is_refused_without_running_it(
     torch.save({"optimizer": RunsCodeWhenUnpickled(marker)}, checkpoint / "trainer_state.pt")
 
     with pytest.raises(InputError) as error:
-        train(config, source, tokenizer, dataset, out, progress=False)
+        resume()
     assert not marker.exists()
     message = str(error.value)
     assert "trainer_state.pt" in message and "--no-resume" in message and "\n" not in message
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
+    out = tmp_path / "adapter"
+    resume = interrupted_run(tiny_llm_dir, qa_file, out)
+    (out / CHECKPOINT / "optimizer.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(InputError, match=f"{out / CHECKPOINT}: a damaged checkpoint .*--no-resume"):
+        resume()
 
 
 def test_resuming_with_other_settings_is_refused(tiny_llm_dir: Path, qa_file: Path, tmp_path: Path):
