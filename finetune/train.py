@@ -1,5 +1,7 @@
 """LoRA and QLoRA training in one loop that reads top to bottom: load, wrap, get_lr, evaluate, step,
 checkpoint. A run interrupted at any point resumes from its last checkpoint with the same batches.
+
+The adapter's config, initialisation and saving live in adapter.py; checkpoints in checkpoint.py.
 """
 
 from __future__ import annotations
@@ -197,6 +199,8 @@ def train(
         collate([train_set[r] for r in rows], pad_id)
         for rows in batches_of_epoch(len(train_set), config.batch_size, config.seed, 0)[:EVA_BATCHES]
     ]
+    # Also on resume: inits are deterministic, so PiSSA/OLoRA rebuild the same residual base before the
+    # checkpoint overwrites the adapter weights.
     model = add_adapter(model, config, first_batches)
     initial_adapter = save_initial(model, out)
     model.train()
