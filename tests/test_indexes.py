@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.indexes.base import top_k
 from ragtune.indexes.bm25 import BM25Config, BM25Index
@@ -69,6 +71,9 @@ def test_bm25_top_k_matches_rank_bm25_order():
     reference = BM25Okapi([tokenize(t) for t in texts]).get_scores(tokenize("vector token"))
     ranking = build(BM25Index.empty(), texts).search("vector token", 10)
     np.testing.assert_allclose(ranking.scores, np.sort(reference)[::-1][:10], atol=1e-9)
+    # The rows, not only the scores: each row returned is one that rank_bm25 gives that score.
+    np.testing.assert_allclose(reference[ranking.rows], ranking.scores, atol=1e-9)
+    assert len(set(ranking.rows.tolist())) == 10
 
 
 def test_top_k_breaks_ties_by_lower_row():
@@ -126,6 +131,8 @@ def test_tfidf_scores_equal_scikit_learn_cosine(query):
     reference = (matrix @ vectorizer.transform([query]).T).toarray().ravel()
     ranking = build(TfidfIndex.empty(), texts).search(query, 20)
     np.testing.assert_allclose(ranking.scores, np.sort(reference)[::-1][: len(ranking.scores)], atol=1e-9)
+    np.testing.assert_allclose(reference[ranking.rows], ranking.scores, atol=1e-9)  # the rows themselves
+    assert len(ranking.rows) == min(20, np.count_nonzero(reference)) == len(set(ranking.rows.tolist()))
 
 
 def test_dense_embeds_only_texts_it_has_not_seen():
@@ -144,7 +151,12 @@ def test_dense_hnsw_finds_the_same_best_row_as_exact_search():
     flat = build(DenseIndex.empty(embedder), texts)
     hnsw = build(DenseIndex.empty(embedder, DenseConfig(index="hnsw")), texts)
     for query in QUERIES[:4]:
-        assert flat.search(query, 1).scores[0] == pytest.approx(hnsw.search(query, 1).scores[0], abs=1e-6)
+        best, found = flat.search(query, 1), hnsw.search(query, 1)
+        assert found.scores[0] == pytest.approx(best.scores[0], abs=1e-6)
+        # The row HNSW found really is a best row (several rows can share the best vector, so not
+        # necessarily the same row as exact search).
+        query_vector = embedder.encode([query], query=True)[0]
+        assert float(flat.vectors[found.rows[0]] @ query_vector) == pytest.approx(best.scores[0], abs=1e-6)
 
 
 def test_dense_search_runs_faiss_on_one_thread_and_restores_the_setting():
@@ -194,3 +206,38 @@ def test_sparse_indexes_round_trip_through_files(tmp_path, index_type):
         a, b = index.search(query, 10), loaded.search(query, 10)
         np.testing.assert_array_equal(a.rows, b.rows)
         np.testing.assert_allclose(a.scores, b.scores)
+
+
+def _drop_last_term(directory):
+    terms = json.loads((directory / "terms.json").read_text())
+    (directory / "terms.json").write_text(json.dumps(terms[:-1]))
+
+
+def _other_weights(directory):
+    sp.save_npz(directory / "weights.npz", sp.csc_matrix(np.ones((2, 2))), compressed=False)
+
+
+def _short_idf(directory):
+    np.save(directory / "idf.npy", np.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("index_type", "damage", "file"),
+    [
+        (BM25Index, _drop_last_term, "counts.npz"),
+        (BM25Index, _other_weights, "weights.npz"),
+        (TfidfIndex, _short_idf, "idf.npy"),
+    ],
+)
+def test_sparse_files_that_do_not_fit_together_are_refused_by_name(tmp_path, index_type, damage, file):
+    build(index_type.empty(), random_corpus(40)).save(tmp_path / "ix")
+    damage(tmp_path / "ix")
+    with pytest.raises(StoreFormatError, match=f"{file} is damaged"):
+        index_type.load(tmp_path / "ix")
+
+
+def test_dense_hashes_that_do_not_match_the_vectors_are_refused_by_name(tmp_path):
+    build(DenseIndex.empty(FakeEmbedder()), ["one text", "another text"]).save(tmp_path / "dense")
+    (tmp_path / "dense" / "hashes.json").write_text(json.dumps(["only-one"]))
+    with pytest.raises(StoreFormatError, match="hashes.json is damaged"):
+        DenseIndex.load(tmp_path / "dense", FakeEmbedder())
