@@ -47,12 +47,18 @@ def _new_index_config(args: argparse.Namespace) -> RAGConfig:
     return dataclasses.replace(config, **sections)
 
 
+def index_folder(args: argparse.Namespace) -> Path:
+    if not args.index.strip():  # Path("") is the working folder: not what an empty value meant
+        raise RagtuneError("--index is empty: give the index folder (or leave --index out for the default)")
+    return Path(args.index).expanduser()
+
+
 def open_index(args: argparse.Namespace, **components: Any):
     """The index at --index: its saved config, or a new one from the new-index options, with this
     run's reader options on top."""
     from ragtune.rag.api import CONFIG_FILE, RAG
 
-    folder = Path(args.index).expanduser()
+    folder = index_folder(args)
     asked = any(options.given(args) for options in NEW_INDEX.values())
     saved = folder / CONFIG_FILE
     config = RAGConfig.load(saved) if saved.exists() and not asked else _new_index_config(args)
@@ -64,7 +70,7 @@ def open_index(args: argparse.Namespace, **components: Any):
 def open_existing(args: argparse.Namespace, **components: Any):
     from ragtune.rag.api import CONFIG_FILE
 
-    if not (Path(args.index).expanduser() / CONFIG_FILE).exists():
+    if not (index_folder(args) / CONFIG_FILE).exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
     return open_index(args, **components)
 

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ragtune.cli.index_commands import index_folder
 from ragtune.cli.options import ConfigOptions
 from ragtune.core.errors import RagtuneError
 from ragtune.finetune.compare import CompareConfig
@@ -22,7 +23,7 @@ def finetune(args: argparse.Namespace) -> int:
     from ragtune.finetune.train import finetune as train
 
     config = FINETUNE.build(args)
-    if args.from_store and not (Path(args.index).expanduser() / "store.sqlite").exists():
+    if args.from_store and not (index_folder(args) / "store.sqlite").exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
     result = train(
         config,
@@ -71,6 +72,9 @@ def compare(args: argparse.Namespace) -> int:
     from ragtune.finetune.compare import default_heldout_text, table
 
     config = COMPARE.build(args)
+    report_file = Path(args.report).expanduser()
+    if not report_file.parent.is_dir():  # found out now, not after minutes of measuring
+        raise RagtuneError(f"cannot write --report {args.report}: {report_file.parent} is not a folder")
     if args.text:
         try:
             text = Path(args.text).expanduser().read_text(encoding="utf-8")
@@ -93,7 +97,7 @@ def compare(args: argparse.Namespace) -> int:
         "models": [r.to_dict() for r in results],
     }
     try:
-        Path(args.report).write_text(json.dumps(report, indent=2))
+        report_file.write_text(json.dumps(report, indent=2))
     except OSError as exc:
         raise RagtuneError(f"cannot write --report {args.report}: {exc.strerror or exc}") from exc
     if args.json:

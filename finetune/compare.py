@@ -142,7 +142,7 @@ def measure_in_subprocess(spec: str, config: CompareConfig, text_file: Path) -> 
     command = [
         sys.executable,
         "-m",
-        "finetune.compare",
+        "ragtune.finetune.compare",  # the installed package: the working folder may be anywhere
         spec,
         "--config",
         json.dumps(asdict(config)),
@@ -193,7 +193,7 @@ def table(results: list[Measurement], runs: int) -> str:
 
 
 def _child(argv: list[str]) -> int:
-    """`python -m finetune.compare SPEC --config JSON --text-file F`: one measurement as JSON."""
+    """`python -m ragtune.finetune.compare SPEC --config JSON --text-file F`: one measurement as JSON."""
     import argparse
     import os
 

@@ -101,3 +101,15 @@ def test_a_control_character_in_a_file_name_keeps_one_line_per_hit(capsys, tmp_p
 def test_a_wrong_choice_or_type_is_one_line_and_exit_2(capsys, argv: list[str]):
     code, _, err = run(capsys, *argv)
     assert code == 2 and one_error_line(err, argv[-1])
+
+
+def test_an_empty_index_path_is_refused(capsys, corpus: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" would have meant the working folder
+    code, _, err = run(capsys, "ingest", str(corpus), "--index", "")
+    assert code == 2 and one_error_line(err, "--index") and not (tmp_path / "config.json").exists()
+
+
+def test_compare_checks_its_report_folder_before_measuring(capsys, tmp_path: Path):
+    report = str(tmp_path / "missing" / "compare.json")
+    code, _, err = run(capsys, "compare", "base", "--base", str(tmp_path / "no-model"), "--report", report)
+    assert code == 2 and one_error_line(err, "--report", report)

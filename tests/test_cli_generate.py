@@ -210,3 +210,32 @@ def test_finetune_from_store(capsys, index: str, tiny_llm_dir: Path, tmp_path: P
 def test_merge_of_a_missing_adapter_is_one_clear_line(capsys, tmp_path: Path):
     code, _, err = run(capsys, "merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "m"))
     assert code == 2 and "not an adapter folder" in err
+
+
+def test_compare_works_outside_the_source_checkout(
+    capsys, tiny_llm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Each model is measured in a child `python -m ...`: it must find the installed package, not a
+    # folder of the working directory.
+    monkeypatch.chdir(tmp_path)
+    text = tmp_path / "heldout.txt"
+    text.write_text("LoRA adds a low-rank update to frozen weights. " * 20)
+    code, _, err = run(
+        capsys,
+        "compare",
+        "base",
+        "--base",
+        str(tiny_llm_dir),
+        "--runs",
+        "2",
+        "--new-tokens",
+        "2",
+        "--text",
+        str(text),
+        "--report",
+        "compare.json",
+    )
+    assert code == 0, err
+    assert [m["model"] for m in json.loads((tmp_path / "compare.json").read_text())["models"]] == [
+        str(tiny_llm_dir)
+    ]
