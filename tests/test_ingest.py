@@ -374,3 +374,15 @@ def test_text_with_a_byte_order_mark_is_indexed(rag, tmp_path, encoding):
     report = rag.ingest(folder, progress=False)
     assert report.skipped == [] and len(report.added) == 1
     assert rag.search("café adapters", k=1, mode="bm25")[0].text == text
+
+
+def test_an_indexed_file_replaced_by_a_link_to_outside_is_removed_from_the_index(rag, corpus, tmp_path):
+    rag.ingest(corpus, progress=False)
+    (tmp_path / "secret.md").write_text("The outside password is swordfish.")
+    (corpus / "lora.md").unlink()
+    (corpus / "lora.md").symlink_to(tmp_path / "secret.md")
+    report = rag.ingest(corpus, progress=False)
+    assert [Path(p).name for p in report.deleted] == ["lora.md"]
+    assert skip_reasons(report) == {"lora.md": "symlink to outside the folder"}
+    assert rag.search("swordfish password", k=3, mode="bm25") == []
+    assert "lora.md" not in sources(rag, "low-rank update", "bm25")

@@ -692,3 +692,16 @@ def test_record_title_falls_back_to_name():
 def test_question_answer_fields_stay_out_of_metadata():
     document = read_one(jsonl({"question": "Why?", "answer": "Because.", "topic": "faq"}), ".jsonl")
     assert document.metadata == {"type": "jsonl", "topic": "faq"}
+
+
+def test_archive_reads_are_capped_even_when_the_declared_sizes_pass():
+    from ragtune.rag.ingest.readers.archive import Archive
+    from ragtune.rag.ingest.readers.common import Skip
+
+    archive = Archive(docx_inflating_to(1), "DOCX", ReadLimits(max_bytes=8 * 2**20))
+    archive.limits = ReadLimits(max_bytes=2**19)  # as if the archive had declared half of what it holds
+    with pytest.raises(Skip) as refused:
+        archive.read("word/document.xml")
+    assert refused.value.reason == (
+        "too large uncompressed: this DOCX inflates to more than 0.5 MB (> 0.5 MB limit; raise max_file_mb)"
+    )
