@@ -142,6 +142,9 @@ def _converter(hint: Any, choices: Iterable[Any] | None) -> Callable[[str], Any]
                 break
         if value is None:
             raise argparse.ArgumentTypeError(f"{text!r}: expected {' or '.join(_name(m) for m in members)}")
+        if allowed is not None and value not in allowed and isinstance(value, str):
+            # Choices are matched without regard to case: --init-lora-weights PiSSA means pissa.
+            value = next((c for c in allowed if isinstance(c, str) and c.lower() == value.lower()), value)
         if allowed is not None and value not in allowed:
             names = ", ".join(_choice_text(c) for c in allowed)
             raise argparse.ArgumentTypeError(f"{text!r}: use one of {names}")

@@ -97,6 +97,7 @@ def test_options_not_given_leave_the_dataclass_defaults():
         (["--init-lora-weights", "false"], {"init_lora_weights": False}),
         (["--init-lora-weights", "True"], {"init_lora_weights": True}),
         (["--init-lora-weights", "pissa"], {"init_lora_weights": "pissa"}),
+        (["--init-lora-weights", "PiSSA"], {"init_lora_weights": "pissa"}),
         (["--max-steps", "3", "--lr", "0.01"], {"max_steps": 3, "lr": 0.01}),
         (["--gradient-checkpointing"], {"gradient_checkpointing": True}),
         (["--gradient-checkpointing", "--no-gradient-checkpointing"], {"gradient_checkpointing": False}),
