@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ragtune.core.quiet import silence_known_noise
+
+silence_known_noise()  # before any library that prints on import (bitsandbytes) is loaded
+
 _EXPORTS = {
     "RAG": "ragtune.rag.api",
     "RAGConfig": "ragtune.rag.config",

@@ -128,6 +128,7 @@ def load_model(source: ModelSource, quantization: str = "none", device: str = "c
     """The causal LM at `source.path`, quantized as asked, with `source.adapter` attached."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     if quantization == "int8":
         # bitsandbytes logs on every int8 matmul that it casts fp32 inputs to fp16 (~200 lines a token).
@@ -138,10 +139,16 @@ def load_model(source: ModelSource, quantization: str = "none", device: str = "c
         kwargs["quantization_config"] = qconfig
     if device == "cuda":
         kwargs["device_map"] = "auto"  # accelerate places the layers (and quantizes them) on the GPU
+    # Loading draws a per-weight progress bar that says nothing for a model loaded in seconds.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except Exception as exc:
         raise ModelLoadError(_load_hint(source.path, exc)) from exc
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter)
     if device == "cpu" and qconfig is None:
