@@ -125,9 +125,12 @@ def _converter(hint: Any, choices: Iterable[Any] | None) -> Callable[[str], Any]
         value: Any = None
         if list in {get_origin(m) for m in members}:
             # A list of names, comma-separated; a word the field also takes as a string stays one.
-            as_word = str in members and allowed is not None and text in allowed
-            value = text if as_word else [part.strip() for part in text.split(",") if part.strip()]
-            return value
+            if str in members and allowed is not None and text in allowed:
+                return text
+            names = [part.strip() for part in text.split(",") if part.strip()]
+            if not names:
+                raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated names")
+            return names
         for member in members:
             try:
                 if member is bool:
@@ -150,7 +153,6 @@ def _converter(hint: Any, choices: Iterable[Any] | None) -> Callable[[str], Any]
             raise argparse.ArgumentTypeError(f"{text!r}: use one of {names}")
         return value
 
-    convert.__name__ = " or ".join(_name(m) for m in members)  # argparse names the type in errors
     return convert
 
 

@@ -125,6 +125,10 @@ def test_ask_options_become_the_answer_and_generator_configs():
         ),
         (["ingest", ".", "--chunk-size", "big"], "--chunk-size: 'big': expected a whole number"),
         (["search", "q", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (
+            ["finetune", "--data", "d", "--out", "o", "--target-modules", ","],
+            "',': expected comma-separated names",
+        ),
     ],
 )
 def test_a_wrong_choice_is_one_line_and_exit_2(capsys, argv, message):
