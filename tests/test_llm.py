@@ -7,13 +7,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from ragtune.rag.models.loading import choose_quantization, has_bitsandbytes
+from ragtune.rag.models.loading import choose_device, choose_quantization, compute_dtype
 from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM, ModelLoadError
 
 MESSAGES = [{"role": "user", "content": "what is LoRA ?"}]
-needs_bnb = pytest.mark.skipif(not has_bitsandbytes(), reason="bitsandbytes is not installed")
+DEVICE = choose_device("auto")  # CUDA when present: the tests check what ragtune chose, not "cpu"
+DTYPE = str(compute_dtype(DEVICE)).removeprefix("torch.")
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,11 @@ def logits(llm: LocalLLM):
         return llm.model(ids).logits
 
 
-def test_loads_a_local_folder_on_cpu_unquantized(tiny_llm_dir: Path):
+def test_loads_a_local_folder_on_the_chosen_device(tiny_llm_dir: Path):
     llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
-    assert llm.info.device == "cpu" and llm.info.quantization == "none" and llm.info.dtype == "float32"
+    assert llm.info.device == DEVICE and llm.model.device.type == DEVICE
+    assert llm.model.get_input_embeddings().weight.dtype == compute_dtype(DEVICE)
+    assert llm.info.quantization == choose_quantization("auto", DEVICE) and llm.info.dtype == DTYPE
     assert llm.info.adapter is None and llm.info.parameters > 0
 
 
@@ -86,7 +89,6 @@ def test_adapter_whose_base_moved_falls_back_to_the_recorded_model(
     assert Path(resolve_model(str(moved)).path) == tiny_llm_dir
 
 
-@needs_bnb
 def test_nf4_loads_4bit_layers_with_double_quantization_and_generates(tiny_llm_dir: Path):
     import bitsandbytes as bnb
 
@@ -94,12 +96,11 @@ def test_nf4_loads_4bit_layers_with_double_quantization_and_generates(tiny_llm_d
     layer = llm.model.model.layers[0].self_attn.q_proj
     assert isinstance(layer, bnb.nn.Linear4bit)
     assert layer.weight.quant_state.quant_type == "nf4" and layer.weight.quant_state.nested
-    assert llm.info.quantization == "nf4" and llm.info.dtype == "float32"  # fp32 compute on CPU
+    assert llm.info.quantization == "nf4" and llm.info.dtype == DTYPE  # the compute dtype
     assert llm.info.parameters == LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir))).info.parameters
     assert llm.generate(MESSAGES)
 
 
-@needs_bnb
 def test_nf4_with_adapter(tiny_llm_dir: Path, tiny_adapter: Path):
     llm = LocalLLM.load(
         GeneratorConfig(
@@ -109,7 +110,6 @@ def test_nf4_with_adapter(tiny_llm_dir: Path, tiny_adapter: Path):
     assert llm.info.adapter and llm.generate(MESSAGES)
 
 
-@needs_bnb
 def test_int8_loads_8bit_layers(tiny_llm_dir: Path):
     import bitsandbytes as bnb
 
