@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ragtune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`ragtune search ... | head -1`): stop quietly, as other tools do. Python
+        # would otherwise fail again flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as if killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,24 @@ def test_compare_checks_its_report_folder_before_measuring(capsys, tmp_path: Pat
     report = str(tmp_path / "missing" / "compare.json")
     code, _, err = run(capsys, "compare", "base", "--base", str(tmp_path / "no-model"), "--report", report)
     assert code == 2 and one_error_line(err, "--report", report)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(index: str):
+    # `ragtune search ... | head -1`: the pipe closes before the hits are printed.
+    command = [
+        sys.executable,
+        "-m",
+        "ragtune",
+        "search",
+        "QLoRA",
+        "--index",
+        index,
+        "--mode",
+        "bm25",
+        "--json",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    process.wait()
+    assert "Traceback" not in err and "BrokenPipeError" not in err
