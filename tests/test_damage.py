@@ -105,6 +105,7 @@ def test_status_verify_names_a_file_whose_checksum_changed(rag, corpus):
     rag.ingest(corpus, progress=False)
     verified = rag.status(verify=True)["verified"]
     assert verified["generation"] == 1 and verified["checksums"] and verified["files"] >= 11
+    assert verified["bytes"] > 6 * 64 * 4 and verified["seconds"] >= 0
     flip_one_vector_value(rag.folder / GENERATION / "dense" / "vectors.npy")
     with pytest.raises(StoreFormatError, match=r"vectors\.npy does not match the checksum"):
         rag.status(verify=True)

@@ -128,6 +128,7 @@ class Generation:
         raise StoreFormatError naming the first that differs. Generations written before checksums
         were recorded have nothing to compare: `checksums` is False in the result."""
         checked = total = 0
+        clock = time.perf_counter()
         if self.folder is not None:
             for name, expected in self.files.items():
                 if not name.startswith(under):
@@ -148,6 +149,7 @@ class Generation:
             "files": checked,
             "bytes": total,
             "checksums": bool(self.files) or self.folder is None,
+            "seconds": round(time.perf_counter() - clock, 3),
         }
 
 
