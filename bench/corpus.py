@@ -8,7 +8,7 @@ drawn from numpy's PCG64 generator seeded by the caller: the same seed gives the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,6 +312,12 @@ class Corpus:
                     chosen.append(w)
             out.append(" ".join(chosen))
         return out
+
+
+def stop_words(tokenizer: Callable[[str], list[str]], words: Iterable[str]) -> frozenset[str]:
+    """The words a tokenizer does not keep as they are (its stop words), found through its public call;
+    what `Corpus.queries` leaves out so that every query term can match."""
+    return frozenset(w for w in words if tokenizer(w) != [w])
 
 
 def document_name(i: int) -> str:

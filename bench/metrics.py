@@ -1,12 +1,9 @@
-"""Ranking metrics with binary relevance, and small timing helpers."""
+"""Ranking metrics with binary relevance, and a paired bootstrap to compare two systems on the same queries."""
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
 
 
 def dcg(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
@@ -30,29 +27,6 @@ def mrr_at_k(ranked: Sequence[str], relevant: Collection[str], k: int = 10) -> f
     return 0.0
 
 
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(seconds, result) of one call."""
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(wall seconds, CPU seconds of this process, all threads, result) of one call. CPU time moves less
-    than wall time when another job shares the cores, so it is the steadier way to compare two runs."""
-    start, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return time.perf_counter() - start, time.process_time() - cpu, result
-
-
 def paired_bootstrap(
     a: Sequence[float], b: Sequence[float], resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -64,12 +38,3 @@ def paired_bootstrap(
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(low), float(high)
-
-
-def repeat_timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
-    """Seconds of each of `repeats` calls, and the last call's result."""
-    times, result = [], None
-    for _ in range(repeats):
-        seconds, result = timed(fn)
-        times.append(seconds)
-    return times, result
