@@ -116,3 +116,18 @@ def test_a_garbage_collected_inner_stream_stops_generation(llm: LocalLLM, forwar
     del pieces  # the last reference: CPython closes the generator right away
     assert generation_stopped(forward_calls)
     assert not llm._lock.locked()
+
+
+def test_close_from_another_thread_while_the_reader_waits_stops_generation(
+    real_rag: RAG, forward_calls: list[int]
+):
+    stream = real_rag.ask(QUESTION, stream=True)
+    pieces = iter(stream)
+    assert next(pieces)
+    closer = threading.Timer(0.0, stream.close)  # e.g. a server noticing the client hung up
+    closer.start()
+    read = list(pieces)  # returns once the generation stops, short of max_new_tokens
+    closer.join()
+    assert len(read) < MAX_NEW_TOKENS and generation_stopped(forward_calls)
+    with pytest.raises(RuntimeError, match="closed before"):
+        stream.answer  # noqa: B018

@@ -231,7 +231,8 @@ class AnswerStream:
         finally:
             if not ended:  # the reader left (break, exception, close, garbage collection)
                 self.close()
-        self._answer = self._finish("".join(text))
+        if not self._closed:  # closed from another thread, the pieces just stop coming
+            self._answer = self._finish("".join(text))
 
     def close(self) -> None:
         """Stop generating (if still running) and free the model; `.answer` is kept if it ended."""

@@ -152,12 +152,13 @@ class LocalLLM:
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
-    def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> Iterator[str]:
-        """Pieces of the answer as the model produces them. Closing the iterator early (a client that
-        hangs up, a UI's stop button, a `break`, garbage collection) stops generation at the next token.
+    def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> TokenStream:
+        """Pieces of the answer as the model produces them. Closing the stream early (from any thread:
+        a client that hangs up, a UI's stop button, a `break`, garbage collection) stops generation at
+        the next token.
 
         Only the worker thread holds the model lock, and only while it generates: a reader that keeps
-        the iterator but stops reading cannot block the next question."""
+        the stream but stops reading cannot block the next question."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -182,7 +183,7 @@ class LocalLLM:
                     torch.manual_seed(self.config.seed)
                 with torch.inference_mode():
                     self.model.generate(**kwargs, streamer=streamer)  # ends the streamer when done
-            except BaseException as exc:  # surfaced in the reading thread below
+            except BaseException as exc:  # surfaced in the reading thread
                 failure.append(exc)
                 streamer.end()
             finally:
@@ -190,15 +191,7 @@ class LocalLLM:
 
         worker = threading.Thread(target=run, name="ragtune-generate", daemon=True)
         worker.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            stop.set()
-            worker.join()  # at most one more token: the model is free when the stream is closed
-        if failure:
-            raise failure[0]
+        return TokenStream(iter(streamer), stop, worker, failure)
 
     def _acquire_unless(self, stop: threading.Event) -> bool:
         """Wait for the model lock, giving up once `stop` is set."""
@@ -206,3 +199,40 @@ class LocalLLM:
             if stop.is_set():
                 return False
         return True
+
+
+class TokenStream:
+    """The text pieces of one generation running in a worker thread. `close()` may be called from any
+    thread; it asks the worker to stop at the next token (and, outside the worker, waits for it)."""
+
+    def __init__(self, pieces: Iterator[str], stop: threading.Event, worker: threading.Thread, failure: list):
+        self._pieces = pieces
+        self._stop = stop
+        self._worker = worker
+        self._failure = failure
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            piece = ""
+            while not piece:  # the streamer sends empty strings between words
+                piece = next(self._pieces)
+            return piece
+        except StopIteration:
+            self.close()
+            if self._failure:
+                raise self._failure[0] from None
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._worker:
+            self._worker.join()  # at most one more token: the model is free when close returns
+
+    def __del__(self) -> None:
+        self.close()  # dropped unread (a `break`, a reader that went away): stop and free the model
