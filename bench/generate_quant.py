@@ -52,6 +52,7 @@ def greedy_speed(llm: Any, messages: list[dict[str, str]], new_tokens: int, repe
 def child_quant(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers  # noqa: F401  (imported before the clock: the load time is the model's own)
+
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
     variant = spec["variant"]

@@ -21,10 +21,9 @@ TARGET_RATIO = 0.95
 
 def build_rag_prompt(work: Path, question: str, llm: Any) -> tuple[list[dict[str, str]], list[str], dict]:
     """The chat messages `Answerer.ask` would send for `question`, and the text of every indexed chunk."""
+    from ragtune import RAG
     from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages, relevant
     from ragtune.rag.sample import sample_corpus
-
-    from ragtune import RAG
 
     corpus = sample_corpus()
     config = AnswerConfig()
@@ -158,6 +157,7 @@ def child_speed(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the default generator, build the RAG prompt (saved for the other children) and, unless
     told not to, time section 1."""
     import torch
+
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
     work = Path(spec["work"])

@@ -54,6 +54,7 @@ def time_optimizer_steps(marks: list[dict[str, float]]) -> None:
 
 def child_train(spec: dict[str, Any]) -> dict[str, Any]:
     import torch  # noqa: F401  (imported before the baseline memory reading)
+
     from ragtune.finetune.config import FinetuneConfig
     from ragtune.finetune.data import Dataset, text_examples
     from ragtune.finetune.train import train

@@ -50,8 +50,6 @@ if str(ROOT) not in sys.path:  # run as `python bench/peers.py`: make `bench` im
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is a local folder; never ask a hub
 
-from ragtune.indexes.embedding import default_model_path  # noqa: E402
-
 from bench import semanlink  # noqa: E402
 from bench.helpers import (  # noqa: E402
     args_record,
@@ -69,6 +67,7 @@ from bench.helpers import (  # noqa: E402
 from bench.peers_base import FUSION_DEPTH  # noqa: E402
 from bench.peers_measure import Bench, bench_semanlink, bench_size  # noqa: E402
 from bench.peers_report import print_goals, print_semanlink, print_size  # noqa: E402
+from ragtune.indexes.embedding import default_model_path  # noqa: E402
 
 VERSIONED = (
     "llama-index-core",

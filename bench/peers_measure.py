@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragtune.indexes.embedding import SentenceTransformerEmbedder
-from ragtune.indexes.tokenize import Tokenizer
 
 from bench import semanlink
 from bench.corpus import Corpus, CorpusSpec, edit_documents, stop_words, write_documents
@@ -25,6 +23,8 @@ from bench.peers_base import LABEL, PEERS, SYSTEMS, TORCH_QUERIES, K, Meter, Sha
 from bench.peers_langchain import LangChain
 from bench.peers_llamaindex import LlamaIndex
 from bench.peers_ragtune import MeteredEmbedder, Ragtune, TorchQueryEmbedder
+from ragtune.indexes.embedding import SentenceTransformerEmbedder
+from ragtune.indexes.tokenize import Tokenizer
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragtune.indexes.embedding import SentenceTransformerEmbedder
 
 from bench.peers_base import MODES, K, Meter, SharedEncoder, Source, result_key
 from ragtune import RAG
+from ragtune.indexes.embedding import SentenceTransformerEmbedder
 
 
 class MeteredEmbedder:

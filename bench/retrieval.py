@@ -26,8 +26,6 @@ if str(ROOT) not in sys.path:  # run as `python bench/retrieval.py`: make `bench
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default model is a local folder; never ask a hub
 
-from ragtune.indexes.embedding import SentenceTransformerEmbedder  # noqa: E402
-
 from bench import semanlink  # noqa: E402
 from bench.helpers import (  # noqa: E402
     args_record,
@@ -42,6 +40,7 @@ from bench.helpers import (  # noqa: E402
 from bench.retrieval_bm25 import bench_bm25, print_bm25  # noqa: E402
 from bench.retrieval_ingest import bench_embedding, print_embedding  # noqa: E402
 from bench.retrieval_semanlink import bench_semanlink, print_semanlink  # noqa: E402
+from ragtune.indexes.embedding import SentenceTransformerEmbedder  # noqa: E402
 
 
 def print_summary(results: dict[str, Any]) -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragtune.indexes.bm25 import BM25Index
-from ragtune.indexes.tokenize import Tokenizer
-from ragtune.rag.ingest.chunking import Chunker, ChunkingConfig
-from ragtune.rag.ingest.readers import parse_bytes
 
 from bench.corpus import Corpus, CorpusSpec, document_name, stop_words, write_documents
 from bench.helpers import log, mean, median, ms, out, repeat_timed, text_table, timed
 from ragtune import RAG, RAGConfig
+from ragtune.indexes.bm25 import BM25Index
+from ragtune.indexes.tokenize import Tokenizer
+from ragtune.rag.ingest.chunking import Chunker, ChunkingConfig
+from ragtune.rag.ingest.readers import parse_bytes
 
 CHUNKING = ChunkingConfig(chunk_size=800, chunk_overlap=0)  # one generated paragraph = one chunk
 

@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ragtune.indexes.embedding import SentenceTransformerEmbedder
-from ragtune.indexes.tokenize import Tokenizer
-from ragtune.rag.config import MODES
-
 from bench.corpus import Corpus, CorpusSpec, edit_documents, stop_words, write_documents
 from bench.helpers import log, median, ms, out, repeat_timed, text_table, timed, timed_cpu
 from bench.retrieval_bm25 import CHUNKING, chunk_folder
 from ragtune import RAG, RAGConfig
+from ragtune.indexes.embedding import SentenceTransformerEmbedder
+from ragtune.indexes.tokenize import Tokenizer
+from ragtune.rag.config import MODES
 
 
 def bench_embedding(

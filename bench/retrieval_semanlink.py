@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragtune.indexes.embedding import SentenceTransformerEmbedder
-from ragtune.rag.config import MODES
 
 from bench import semanlink
 from bench.helpers import log, mean, median, ms, out, repeat_timed, text_table, timed
 from bench.metrics import mrr_at_k, ndcg_at_k, paired_bootstrap, recall_at_k
 from ragtune import RAG
+from ragtune.indexes.embedding import SentenceTransformerEmbedder
+from ragtune.rag.config import MODES
 
 HYBRID_VARIANTS: list[tuple[str, dict[str, float]]] = [
     ("bm25 1 + dense 1 (current default)", {"bm25": 1.0, "dense": 1.0}),

@@ -99,6 +99,7 @@ def measure(spec: str, config: CompareConfig, text: str) -> Measurement:
     """Load `spec` and time it, in this process (call through `measure_in_subprocess`)."""
     import torch
     import transformers  # noqa: F401  (imported before the clock starts: load time is the model's own)
+
     from ragtune.finetune.merge import folder_size_mb
     from ragtune.finetune.train import peak_memory_mb
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM

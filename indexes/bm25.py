@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
 from ragtune.core.errors import InputError
 from ragtune.indexes.base import Ranking, read_params, top_k
 from ragtune.indexes.terms import SparseTermIndex, TermCounts

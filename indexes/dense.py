@@ -10,6 +10,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import text_hash
 from ragtune.indexes.base import Ranking, damaged, load_array, load_json, read_params, write_params

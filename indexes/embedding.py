@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from ragtune.core.errors import InputError, ModelLoadError
 
 DEFAULT_EMBEDDING_MODEL = "default"

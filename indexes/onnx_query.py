@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragtune.core.cache import cache_dir, discard, publish, staging_folder
 from ragtune.core.errors import ModelLoadError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
 from ragtune.indexes.base import damaged, load_json, load_sparse, write_params
 from ragtune.indexes.tokenize import Tokenizer, TokenizerConfig
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
 from ragtune.indexes.base import Ranking, damaged, load_array, read_params, top_k
 from ragtune.indexes.terms import SparseTermIndex, TermCounts
 from ragtune.indexes.tokenize import TokenizerConfig

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
+from ragtune import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
 from ragtune.core.schema import SearchHit
 from ragtune.rag.generation.answer import (
     Answerer,
@@ -15,8 +17,6 @@ from ragtune.rag.generation.answer import (
     is_refusal,
     relevant,
 )
-
-from ragtune import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
 
 
 class ScriptedLLM:

@@ -8,10 +8,10 @@ Every import counts, at module level or inside a function, under TYPE_CHECKING o
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
@@ -59,9 +59,14 @@ def imported(path: Path, name: str) -> set[str]:
                 target = node.module or ""
             out.add(target)
             out.update(f"{target}.{a.name}" for a in node.names)  # `from pkg import module`
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                out.add(node.args[0].value)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "") == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            out.add(node.args[0].value)
     return {t for t in out if t == "ragtune" or t.startswith("ragtune.")}
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ragtune.cli.main import main
 
+from ragtune.cli.main import main
 from tests.conftest import write_corpus
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ragtune.cli.main import main
 
 

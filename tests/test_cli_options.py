@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from ragtune.cli import index_commands, model_commands
 from ragtune.cli.main import build_parser, main
 from ragtune.finetune.config import FinetuneConfig

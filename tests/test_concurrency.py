@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ragtune import RAG
 from ragtune.core.errors import InputError
 from ragtune.indexes.dense import DenseIndex
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import ChunkingConfig
-
-from ragtune import RAG
 from tests.conftest import FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[1]

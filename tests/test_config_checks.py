@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ragtune.core.errors import InputError, ModelLoadError
 from ragtune.finetune.config import FinetuneConfig
 from ragtune.rag.api import RAG

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ragtune.core.errors import StoreFormatError
 
 from ragtune import RAG
+from ragtune.core.errors import StoreFormatError
 from tests.conftest import FakeEmbedder
 
 GENERATION = Path("generations") / "000001"

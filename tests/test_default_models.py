@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ragtune.rag.sample import sample_corpus
 
 from ragtune import RAG
+from ragtune.rag.sample import sample_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -60,11 +60,10 @@ def test_default_llm_is_not_asked_an_off_topic_question(sample_rag):
 
 def test_default_llm_trains_merges_and_reloads(sample_rag, tmp_path):
     """Two LoRA steps on the sample corpus's chunks, then merge: the merged model loads and answers."""
+    from ragtune import GeneratorConfig, LocalLLM
     from ragtune.finetune.config import FinetuneConfig
     from ragtune.finetune.merge import merge
     from ragtune.finetune.train import finetune
-
-    from ragtune import GeneratorConfig, LocalLLM
 
     config = FinetuneConfig(max_steps=2, batch_size=2, max_length=64, eval_fraction=0.05)
     result = finetune(config, tmp_path / "adapter", index=sample_rag.folder, progress=False)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from ragtune import GeneratorConfig, InputError, LocalLLM
 from ragtune.finetune.compare import CompareConfig, Measurement, compare, perplexity, table
 from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
 from ragtune.finetune.data import (
@@ -20,8 +22,6 @@ from ragtune.finetune.merge import merge
 from ragtune.finetune.train import CHECKPOINT, finetune, train
 from ragtune.rag.models.loading import choose_device, cuda_available, load_tokenizer
 from ragtune.rag.models.resolve import resolve_model
-
-from ragtune import GeneratorConfig, InputError, LocalLLM
 
 QA = [
     {"question": f"what does LoRA learn {i} ?", "answer": "LoRA learns a low-rank update"} for i in range(16)
@@ -301,6 +301,7 @@ def test_eva_init_gives_orthonormal_lora_a_rows(tiny_llm_dir: Path, qa_file: Pat
 
 def test_eva_takes_lora_a_from_the_svd_of_the_layer_inputs(tiny_llm_dir: Path, tokenizer):
     import torch
+
     from ragtune.finetune.adapter import add_adapter
     from ragtune.finetune.data import collate
     from ragtune.rag.models.loading import load_model
@@ -339,6 +340,7 @@ def test_an_init_that_changes_the_base_saves_an_adapter_for_the_unmodified_base(
     init, tiny_llm_dir: Path, qa_file: Path, tmp_path: Path, tokenizer
 ):
     import torch
+
     from ragtune.rag.models.loading import attach_adapter, load_model
 
     out = tmp_path / "adapter"

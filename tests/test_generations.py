@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ragtune.core.errors import IndexBusyError
-from ragtune.indexes.dense import DenseIndex
 
 from ragtune import RAG
+from ragtune.core.errors import IndexBusyError
+from ragtune.indexes.dense import DenseIndex
 from tests.conftest import FakeEmbedder
 
 

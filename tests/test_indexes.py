@@ -8,15 +8,15 @@ import random
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from rank_bm25 import BM25Okapi
+from sklearn.feature_extraction.text import TfidfVectorizer
+
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.indexes.base import top_k
 from ragtune.indexes.bm25 import BM25Config, BM25Index
 from ragtune.indexes.dense import DenseConfig, DenseIndex
 from ragtune.indexes.tfidf import TfidfIndex
 from ragtune.indexes.tokenize import Tokenizer
-from rank_bm25 import BM25Okapi
-from sklearn.feature_extraction.text import TfidfVectorizer
-
 from tests.conftest import FakeEmbedder
 
 WORDS = [

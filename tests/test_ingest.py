@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from ragtune.core.errors import InputError
 
 from ragtune import RAG, RAGConfig, ReaderConfig
+from ragtune.core.errors import InputError
 
 MODES = ["bm25", "tfidf", "dense", "hybrid"]
 

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from ragtune.core.cache import publish, staging_folder
 from ragtune.rag.models.gguf import gguf_as_folder
 

@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from ragtune.rag.models.loading import choose_device, choose_quantization, compute_dtype
-from ragtune.rag.models.resolve import resolve_model
 
 from ragtune import GeneratorConfig, InputError, LocalLLM, ModelLoadError
+from ragtune.rag.models.loading import choose_device, choose_quantization, compute_dtype
+from ragtune.rag.models.resolve import resolve_model
 
 MESSAGES = [{"role": "user", "content": "what is LoRA ?"}]
 DEVICE = choose_device("auto")  # CUDA when present: the tests check what ragtune chose, not "cpu"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime  # noqa: E402,F401  (installed by the set-up: a broken install must fail, not skip)
 import pytest
-from ragtune.indexes.embedding import EmbeddingConfig, SentenceTransformerEmbedder
 
 from ragtune import RAG, ModelLoadError, RAGConfig
+from ragtune.indexes.embedding import EmbeddingConfig, SentenceTransformerEmbedder
 
 QUERIES = [
     "NormalFloat double quantization",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import zipfile
 import docx
 import pytest
 from fpdf import FPDF
+
 from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, ReadResult, parse_bytes
 
 SOURCE = "/corpus/file"

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from ragtune.core.errors import InputError
-from ragtune.rag.retrieval import reciprocal_rank_fusion
 
 from ragtune import RAGConfig, RetrievalConfig
+from ragtune.core.errors import InputError
+from ragtune.rag.retrieval import reciprocal_rank_fusion
 
 
 def test_rrf_rewards_items_ranked_well_by_several_retrievers():

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from ragtune.core.schema import chunk_id, content_hash, document_id
 
 from ragtune import Document, plan_ingest
+from ragtune.core.schema import chunk_id, content_hash, document_id
 
 
 def test_document_id_depends_only_on_source_and_record():

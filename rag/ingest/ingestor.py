@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
+
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import Chunk, Document
 from ragtune.indexes.bm25 import BM25Index
@@ -29,7 +31,6 @@ from ragtune.rag.ingest.files import read_file, refusal
 from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
 from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
-from tqdm.auto import tqdm
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections import Counter
 from html.parser import HTMLParser
 
 from bs4.dammit import EncodingDetector
+
 from ragtune.rag.ingest.readers.common import ReadLimits, ReadResult, clean_title, metadata, single_document
 from ragtune.rag.ingest.readers.text import _reject_binary, decode_text, has_bom
 

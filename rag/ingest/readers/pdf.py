@@ -11,6 +11,7 @@ from typing import Any
 
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
+
 from ragtune.rag.ingest.readers.common import (
     ReadLimits,
     ReadResult,

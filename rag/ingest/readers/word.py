@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
+
 from ragtune.rag.ingest.readers.archive import Archive
 from ragtune.rag.ingest.readers.common import (
     ReadLimits,
