@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ragtune.core.errors import IndexBusyError, InputError
+from ragtune.core.errors import IndexBusyError, InputError, StoreFormatError
 from ragtune.core.schema import SearchHit
 from ragtune.indexes.embedding import Embedder, SentenceTransformerEmbedder
 from ragtune.rag.config import RAGConfig
@@ -171,9 +171,21 @@ class RAG:
             retrieval = dataclasses.replace(
                 retrieval, mode=mode or retrieval.mode, weights=weights or retrieval.weights
             )
-        with self.store.transaction():
-            chosen = retrieve(self._current_generation(), query, k, retrieval)
-            rows = self.store.chunks([c.chunk_id for c in chosen])
+        failed: tuple[int, StoreFormatError] | None = None  # the generation that failed, and how
+        while True:
+            with self.store.transaction():
+                number = self.store.generation()
+                if failed is not None and failed[0] == number:
+                    raise failed[1]  # the store has not moved on: that generation itself is damaged
+                try:
+                    chosen = retrieve(self._current_generation(), query, k, retrieval)
+                except StoreFormatError as exc:
+                    # Ingests keep the current generation and the one before. A snapshot taken before two
+                    # ingests in a row committed names one they have pruned: look again in a new snapshot.
+                    failed = (number, exc)
+                    continue
+                rows = self.store.chunks([c.chunk_id for c in chosen])
+                break
         return [
             SearchHit(
                 rank=rank,

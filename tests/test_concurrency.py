@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ragtune import RAG
-from ragtune.core.errors import InputError
+from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.indexes.dense import DenseIndex
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import ChunkingConfig
@@ -243,3 +243,25 @@ def test_dense_searches_from_many_threads_run_faiss_on_one_thread_each():
     assert len(results) == 4 * 151 and all(results)
     assert set(during) == {1}
     assert faiss.omp_get_max_threads() == main_threads
+
+
+def test_a_search_whose_snapshot_names_a_pruned_generation_looks_again(rag, corpus, monkeypatch):
+    rag.ingest(corpus, progress=False)
+    first = rag.store.generation()
+    for item in range(2):  # two ingests in a row: the first generation is pruned
+        (corpus / f"new{item}.txt").write_text(f"adapter note {item}: merging folds BA into the weights")
+        rag.ingest(corpus, progress=False)
+    assert not rag.generations.folder(first).exists()
+    # The search's snapshot was taken before those ingests committed: it still names the first one.
+    real = rag.store.generation
+    stale = iter([first])
+    monkeypatch.setattr(rag.store, "generation", lambda: next(stale, None) or real())
+    hits = rag.search("merging folds BA into the weights", k=3, mode="bm25")
+    assert {Path(h.source).name for h in hits} >= {"new0.txt", "new1.txt"}
+
+
+def test_a_damaged_current_generation_is_still_reported(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    (rag.generations.folder(rag.store.generation()) / "chunk_ids.json").write_text("garbage")
+    with pytest.raises(StoreFormatError, match="chunk_ids.json"):
+        rag.search("merging", k=3)
