@@ -100,6 +100,8 @@ def _verified(verified: dict[str, Any]) -> str:
 
 
 def print_sources(answer) -> None:
+    for note in answer.notes:  # what was cut to fit the model's context window
+        print(f"({note})", file=sys.stderr)
     if not answer.sources:
         print(f"({answer.reason})", file=sys.stderr)
         return

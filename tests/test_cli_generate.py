@@ -58,6 +58,26 @@ def test_ask_streams_an_answer_and_lists_the_sources(capsys, index: str, tiny_ll
     assert answer.strip() and "[1] " in sources
 
 
+def test_ask_says_what_it_cut_to_fit_the_models_context(capsys, index: str, tiny_llm_dir: Path):
+    # The tiny model reads 512 tokens; leaving 440 of them for the answer leaves no room for passage [3].
+    code, _, err = run(
+        capsys,
+        "ask",
+        "what does QLoRA quantize?",
+        "--index",
+        index,
+        "--model",
+        str(tiny_llm_dir),
+        "--max-new-tokens",
+        "440",
+        "--min-score",
+        "-1",
+        "--no-stream",
+    )
+    assert code == 0
+    assert "to fit the model's 512-token context" in err
+
+
 def test_ask_as_json(capsys, index: str, tiny_llm_dir: Path):
     code, out, _ = run(
         capsys,
