@@ -160,8 +160,8 @@ def test_reader_settings_can_change_when_an_index_is_reopened(tmp_path, corpus, 
     assert [Path(n.path).name for n in report.skipped] == ["big.txt"]
 
 
-def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corpus, monkeypatch):
-    rag.ingest(corpus, progress=False)
+def make_lora_unreadable(corpus: Path, monkeypatch) -> None:
+    """Edit lora.md, then refuse to open it, as a file whose permissions changed would be."""
     (corpus / "lora.md").write_text("# LoRA\n\nAn edit the reader will not be allowed to see.")
     real_open = Path.open
 
@@ -171,6 +171,11 @@ def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corp
         return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", refuse_lora)
+
+
+def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corpus, monkeypatch):
+    rag.ingest(corpus, progress=False)
+    make_lora_unreadable(corpus, monkeypatch)
     report = rag.ingest(corpus, progress=False)
     assert {Path(n.path).name: n.reason for n in report.skipped} == {
         "lora.md": "cannot read: permission denied"
@@ -344,19 +349,11 @@ def test_an_unreadable_file_counts_as_skipped_in_status_and_keeps_its_last_good_
     rag, corpus, monkeypatch
 ):
     rag.ingest(corpus, progress=False)
-    (corpus / "lora.md").write_text("# LoRA\n\nAn edit the reader will not be allowed to see.")
-    real_open = Path.open
-
-    def refuse_lora(self, *args, **kwargs):
-        if self.name == "lora.md":
-            raise PermissionError(13, "Permission denied")
-        return real_open(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "open", refuse_lora)
+    make_lora_unreadable(corpus, monkeypatch)
     report = rag.ingest(corpus, progress=False)
     assert rag.status()["skipped_sources"] == len(report.skipped) == 1
     assert "lora.md" in sources(rag, "low-rank update", "bm25")
-    monkeypatch.setattr(Path, "open", real_open)
+    monkeypatch.undo()
     retried = rag.ingest(corpus, progress=False)  # readable again: read, not taken from the stored stat
     assert [Path(p).name for p in retried.changed] == ["lora.md"] and retried.skipped == []
     assert rag.status()["skipped_sources"] == 0
