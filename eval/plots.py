@@ -41,7 +41,7 @@ def _grouped(plt, groups: list[str], series: list[tuple[str, list[Any]]], title:
         ax.bar(xs, heights, width, yerr=err, capsize=3, label=label)
         for x, b in zip(xs, bars, strict=True):
             if b is None:
-                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                ax.text(x, 0.01, "n/a", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
     ax.set_ylim(0, 1.05)

@@ -184,6 +184,29 @@ def _accuracy_sentence(results: dict[str, Any], phase: str) -> str | None:
     return f"{sentence}, but {pair} is {shown}: the interval spans 0, so no clear difference."
 
 
+def _retrieval_vs_finetune_sentence(results: dict[str, Any]) -> str | None:
+    """The question the project is named for: does retrieval beat fine-tuning alone (rag − ft)?"""
+    parts = []
+    for phase in phases_of(results):
+        stat = ((results.get("paired_vs_rag") or {}).get("ft") or {}).get(phase, {}).get("accuracy")
+        if not stat or _num(stat.get("value")) is None:
+            continue
+        lo, hi = _num(stat.get("lo")), _num(stat.get("hi"))
+        flipped = {
+            "value": -stat["value"],
+            "lo": None if hi is None else -hi,
+            "hi": None if lo is None else -lo,
+        }
+        if not _excludes_zero(stat):
+            verdict = "no clear difference"
+        else:
+            verdict = "retrieval is better" if stat["value"] < 0 else "fine-tuning alone is better"
+        parts.append(f"{fmt_interval(flipped, signed=True)} in {phase} ({verdict})")
+    if not parts:
+        return None
+    return "Accuracy of rag − ft: " + "; ".join(parts) + "."
+
+
 def _stale_sentence(results: dict[str, Any]) -> str | None:
     if "ft" not in results["setups"] or "v2" not in results["setups"]["ft"]:
         return None
@@ -232,7 +255,7 @@ def _cost_sentence(results: dict[str, Any]) -> str | None:
 def summary(results: dict[str, Any]) -> str:
     """The paragraph of what the numbers say, built only from results."""
     sentences = [_accuracy_sentence(results, phase) for phase in phases_of(results)]
-    sentences += [_stale_sentence(results), _cost_sentence(results)]
+    sentences += [_retrieval_vs_finetune_sentence(results), _stale_sentence(results), _cost_sentence(results)]
     return " ".join(s for s in sentences if s) or "No metric was recorded."
 
 

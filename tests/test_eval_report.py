@@ -117,6 +117,7 @@ def test_paragraph_names_the_better_setup_when_its_interval_excludes_zero(tmp_pa
     paragraph = text.split("## What the numbers say")[1]
     assert "In v1, ft+rag is the most accurate setup (0.82)" in paragraph
     assert "ft+rag − rag is +0.20 [+0.10, +0.30], a real difference" in paragraph
+    assert "Accuracy of rag − ft: +0.32 [+0.20, +0.45] in v1 (retrieval is better)" in paragraph
     assert "so it does go stale" in paragraph
     assert "30.0× the re-ingest cost" in paragraph
 
@@ -186,3 +187,13 @@ def test_compare_runs_of_different_suites_is_refused(tmp_path):
     a, b = make_run(tmp_path / "a", suite="heron"), make_run(tmp_path / "b", suite="debian")
     with pytest.raises(InputError, match="suite 'heron' but .* ran 'debian'"):
         compare_runs(a, b)
+
+
+def test_paragraph_when_rag_is_best_compares_it_with_the_runner_up(tmp_path):
+    run = make_run(tmp_path / "run", paired_acc=(-0.12, -0.20, -0.04))
+    results = json.loads((run / "results.json").read_text())
+    results["setups"]["ft+rag"]["v1"]["accuracy"] = stat(0.50, 0.38, 0.62, 40)
+    (run / "results.json").write_text(json.dumps(results))
+    paragraph = write_report(run).read_text().split("## What the numbers say")[1]
+    assert "In v1, rag is the most accurate setup (0.62)" in paragraph
+    assert "rag − ft+rag is +0.12 [+0.04, +0.20], a real difference" in paragraph
