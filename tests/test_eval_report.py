@@ -197,3 +197,10 @@ def test_paragraph_when_rag_is_best_compares_it_with_the_runner_up(tmp_path):
     paragraph = write_report(run).read_text().split("## What the numbers say")[1]
     assert "In v1, rag is the most accurate setup (0.62)" in paragraph
     assert "rag − ft+rag is +0.12 [+0.04, +0.20], a real difference" in paragraph
+
+
+def test_report_title_names_a_suite_recorded_as_an_object(tmp_path):
+    run = make_run(
+        tmp_path / "run", suite={"name": "heron", "root": str(tmp_path / "nowhere"), "questions": 3}
+    )
+    assert write_report(run).read_text().startswith("# ragtune eval: heron\n")
