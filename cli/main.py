@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _index_commands(commands, common)
     _model_commands(commands, common)
+    _eval_command(commands, common)
     return parser
 
 
@@ -157,6 +158,19 @@ def _model_commands(commands, common) -> None:
     )
     compare.add_argument("--report", default="compare.json", help="JSON report file (default compare.json)")
     mc.COMPARE.add_to(compare.add_argument_group("what is measured"))
+
+
+def _eval_command(commands, common) -> None:
+    from ragtune.cli import eval_command
+
+    evaluate = _command(
+        commands,
+        "eval",
+        eval_command.run,
+        common,
+        "compare closed-book, RAG, fine-tuned and fine-tuned + RAG answering on a question suite",
+    )
+    eval_command.add_arguments(evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,362 @@
+"""`run_suite`: answer a suite's questions with every setup, in both document versions, and write
+answers.jsonl, results.json (and report.md / plots/ when those modules are installed).
+
+Phase v1: index docs/v1, fine-tune on its chunks (only when a fine-tuned setup is asked), answer.
+Phase v2: bring the same index to docs/v2 incrementally, keep the v1 adapter, answer against v2 gold;
+with `retrain`, also fine-tune on v2 and measure the fine-tuned setups again as "ft-retrained" etc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import platform
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune.core.errors import InputError
+from ragtune.eval import setups as setups_module
+from ragtune.eval.setups import SETUPS, Setup, retrained
+from ragtune.eval.workspace import Costs, adapter_ready, sync_folder, timed, train_adapter
+
+ANSWERS = "answers.jsonl"
+RESULTS = "results.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a suite is run. Everything that changes the numbers is here and saved in results.json."""
+
+    model: str = field(
+        default="default", metadata={"help": "Base model of every setup (as GeneratorConfig.model)."}
+    )
+    k: int = field(default=4, metadata={"help": "Passages retrieved per question (setups with retrieval)."})
+    seed: int = field(default=0, metadata={"help": "Seeds decoding, fine-tuning and the bootstrap."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Longest answer, in tokens."})
+    finetune_epochs: float = field(default=3.0, metadata={"help": "Passes over the document chunks."})
+    finetune_steps: int | None = field(
+        default=None, metadata={"help": "Stop fine-tuning after this many steps; not set: whole epochs."}
+    )
+    finetune_lr: float = field(default=5e-4, metadata={"help": "Fine-tuning learning rate."})
+    retrain: bool = field(
+        default=False, metadata={"help": "Also fine-tune on v2 and measure the fine-tuned setups again."}
+    )
+    quick: bool = field(
+        default=False,
+        metadata={"help": "Smoke run: the first quick_questions questions of each kind, few training steps."},
+    )
+    quick_questions: int = field(default=2, metadata={"help": "Questions per kind in a quick run."})
+    quick_steps: int = field(default=4, metadata={"help": "Fine-tuning steps in a quick run."})
+    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples per interval."})
+
+    def __post_init__(self) -> None:
+        for name in ("k", "max_new_tokens", "quick_questions", "quick_steps", "resamples"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.finetune_steps is not None and self.finetune_steps < 1:
+            raise InputError(f"finetune_steps={self.finetune_steps}: must be >= 1")
+
+    def finetune_config(self):
+        from ragtune.finetune.config import FinetuneConfig
+
+        steps = (
+            min(self.finetune_steps or self.quick_steps, self.quick_steps)
+            if self.quick
+            else self.finetune_steps
+        )
+        return FinetuneConfig(
+            model=self.model,
+            lr=self.finetune_lr,
+            epochs=self.finetune_epochs,
+            max_steps=steps,
+            seed=self.seed,
+            eval_fraction=0.0,  # the documents are the knowledge to inject: hold none of them back
+        )
+
+
+def parse_setups(names: Sequence[str] | str | None) -> list[str]:
+    if names is None:
+        return list(SETUPS)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETUPS]
+    if unknown or not names:
+        raise InputError(f"setups {', '.join(unknown) or '(none)'}: use some of {', '.join(SETUPS)}")
+    return list(dict.fromkeys(names))
+
+
+def select_questions(suite: Any, config: EvalConfig) -> list[Any]:
+    if not config.quick:
+        return list(suite.questions)
+    taken: dict[str, int] = {}
+    chosen = []
+    for q in suite.questions:
+        if taken.get(q.kind, 0) < config.quick_questions:
+            taken[q.kind] = taken.get(q.kind, 0) + 1
+            chosen.append(q)
+    return chosen
+
+
+def read_answers(path: Path) -> dict[tuple[str, str, str], dict]:
+    """The answers already written. A line cut short by an interruption is dropped (answered again)
+    and the file rewritten without it, so the next answer does not land on the end of the broken line."""
+    done = {}
+    text = path.read_text() if path.is_file() else ""
+    lines = text.splitlines()
+    for line in lines:
+        try:
+            record = json.loads(line)
+            done[(record["setup"], record["phase"], record["id"])] = record
+        except (ValueError, KeyError, TypeError):
+            continue
+    if len(done) != len(lines) or (text and not text.endswith("\n")):
+        path.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    return done
+
+
+class _Runner:
+    def __init__(self, suite, out: Path, config: EvalConfig, resume: bool, progress: bool, llm, embedder):
+        self.suite, self.out, self.config, self.progress = suite, out, config, progress
+        self.embedder = embedder
+        self.costs = Costs(out / "costs.json", resume)
+        self.models: dict[str | None, Any] = {None: llm} if llm is not None else {}
+        self.index_at: str | None = None
+        self.docs, self.index = out / "docs", out / "index"
+
+    def model(self, adapter_phase: str | None):
+        """The base model (None) or base + the adapter trained on that phase's documents, loaded once."""
+        if adapter_phase not in self.models:
+            from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
+
+            adapter = str(self.out / "adapters" / adapter_phase) if adapter_phase else None
+            self.models[adapter_phase] = LocalLLM.load(
+                GeneratorConfig(
+                    model=self.config.model,
+                    adapter=adapter,
+                    max_new_tokens=self.config.max_new_tokens,
+                    seed=self.config.seed,
+                )
+            )
+        return self.models[adapter_phase]
+
+    def _ingest(self) -> float:
+        from ragtune.rag.api import RAG
+
+        rag = RAG.open(self.index, embedder=self.embedder)
+        try:
+            return timed(rag.ingest, self.docs, progress=self.progress)[1]
+        finally:
+            rag.close()
+
+    def bring_index_to(self, phase: str, needs_adapter: bool) -> None:
+        """Index v1 from scratch, fine-tune on it when asked, then (for v2) update the same index."""
+        if self.index_at is None:
+            shutil.rmtree(self.docs, ignore_errors=True)
+            shutil.rmtree(self.index, ignore_errors=True)
+            sync_folder(self.suite.docs["v1"], self.docs)
+            self.costs.record("index_seconds", self._ingest())
+            self.index_at = "v1"
+        if self.index_at == "v1" and needs_adapter:
+            self.ensure_adapter("v1", "finetune_seconds")
+        if phase == "v2" and self.index_at == "v1":
+            sync_folder(self.suite.docs["v2"], self.docs)
+            self.costs.record("reingest_seconds", self._ingest())
+            self.index_at = "v2"
+
+    def ensure_adapter(self, phase: str, cost: str) -> None:
+        folder = self.out / "adapters" / phase
+        if not adapter_ready(folder):
+            seconds = train_adapter(self.config.finetune_config(), self.index, folder, self.progress)
+            self.costs.record(cost, seconds)
+
+    def rag_for(self, adapter_phase: str | None):
+        from ragtune.rag.api import RAG
+        from ragtune.rag.generation.answer import AnswerConfig
+
+        return RAG.open(
+            self.index,
+            embedder=self.embedder,
+            generator=self.model(adapter_phase),
+            answer=AnswerConfig(k=self.config.k),
+        )
+
+
+def plan(names: list[str], phase: str, retrain: bool) -> list[tuple[str, Setup, str | None]]:
+    """(output name, setup, adapter phase) for each measurement of a phase."""
+    rows = [(n, SETUPS[n], "v1" if SETUPS[n].finetuned else None) for n in names]
+    if phase == "v2" and retrain:
+        rows += [(retrained(n), SETUPS[n], "v2") for n in names if SETUPS[n].finetuned]
+    return rows
+
+
+def run_suite(
+    suite: Any,
+    out: str | Path,
+    setups: Sequence[str] | str | None = None,
+    config: EvalConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    llm: Any = None,
+    embedder: Any = None,
+) -> dict:
+    """Run `suite` (a Suite or its folder) into `out`; returns what results.json holds.
+
+    `llm`: an already loaded base model (or a fake) used instead of loading `config.model`; the
+    fine-tuned setups always load `config.model` with their adapter. `embedder`: replaces the index's
+    sentence-transformers model. `resume`: answers already in answers.jsonl are kept, not recomputed.
+    """
+    from tqdm.auto import tqdm
+
+    from ragtune.eval.suite import Suite, load_suite
+
+    if not isinstance(suite, Suite):
+        if not Path(suite).is_dir():
+            raise InputError(
+                f"suite folder {suite} not found: give a folder with docs/v1 and questions.jsonl"
+            )
+        suite = load_suite(suite)
+    config = config or EvalConfig()
+    names = parse_setups(setups)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    questions = select_questions(suite, config)
+    answers_path = out / ANSWERS
+    if not resume:
+        answers_path.write_text("")
+        shutil.rmtree(out / "adapters", ignore_errors=True)
+    done = read_answers(answers_path)
+    runner = _Runner(suite, out, config, resume, progress, llm, embedder)
+    with answers_path.open("a") as sink:
+        for phase in suite.phases:
+            rows = plan(names, phase, config.retrain)
+            todo = [r for r in rows if any((r[0], phase, q.id) not in done for q in questions)]
+            if any(s.retrieval or s.finetuned for _n, s, _a in todo):
+                runner.bring_index_to(phase, any(s.finetuned for _n, s, _a in rows))
+            if phase == "v2" and any(a == "v2" for _n, _s, a in todo):
+                runner.ensure_adapter("v2", "retrain_seconds")
+            for name, setup, adapter_phase in todo:
+                _answer_all(runner, name, setup, adapter_phase, phase, questions, done, sink, tqdm)
+    results = summarise_run(suite, config, names, questions, done, runner.costs.values)
+    (out / RESULTS).write_text(json.dumps(results, indent=2))
+    _write_extras(out)
+    return results
+
+
+def _answer_all(runner, name, setup, adapter_phase, phase, questions, done, sink, tqdm) -> None:
+    from ragtune.eval.metrics import score
+
+    missing = [q for q in questions if (name, phase, q.id) not in done]
+    llm = runner.model(adapter_phase)
+    rag = runner.rag_for(adapter_phase) if setup.retrieval else None
+    bar = tqdm(
+        total=len(questions),
+        initial=len(questions) - len(missing),
+        desc=f"{name} {phase}",
+        unit="q",
+        disable=not runner.progress,
+    )
+    try:
+        for q in missing:
+            record = {
+                "setup": name,
+                "phase": phase,
+                "id": q.id,
+                "question": q.question,
+                "gold": q.gold(phase),
+            }
+            record.update(setups_module.answer(setup, q.question, llm=llm, rag=rag))
+            record["correct"] = score(record, q, phase).correct
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()  # an interrupted run keeps every answer it finished
+            done[(name, phase, q.id)] = record
+            bar.update(1)
+    finally:
+        bar.close()
+        if rag is not None:
+            rag.close()
+
+
+def summarise_run(suite, config: EvalConfig, names, questions, done, costs) -> dict:
+    from ragtune.eval.metrics import score, summarise
+    from ragtune.eval.stats import interval, paired_difference
+
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for phase in suite.phases:
+        for name, _setup, _a in plan(names, phase, config.retrain):
+            records = [done.get((name, phase, q.id)) for q in questions]
+            if any(r is None for r in records):
+                continue
+            scored = [score(r, q, phase) for r, q in zip(records, questions, strict=True)]
+            values.setdefault(name, {})[phase] = summarise(scored)
+    boot = {"seed": config.seed, "resamples": config.resamples}
+    setups_out = {
+        name: {
+            phase: {m: interval(v, **boot) for m, v in metrics.items()} for phase, metrics in phases.items()
+        }
+        for name, phases in values.items()
+    }
+    paired: dict[str, dict] = {}
+    for name, phases in values.items():
+        for phase, metrics in phases.items():
+            base = values.get("rag", {}).get(phase)
+            if name == "rag" or base is None:
+                continue
+            paired.setdefault(name, {})[phase] = {
+                m: paired_difference(v, base[m], **boot)
+                for m, v in metrics.items()
+                if m in base and len(base[m]) == len(v)  # only metrics over the same questions pair up
+            }
+    return {
+        "suite": {"name": suite.name, "root": str(suite.root), "questions": len(questions)},
+        "config": dataclasses.asdict(config),
+        "setups_run": names,
+        "versions": _versions(config),
+        "git_commit": _git_commit(),
+        "seed": config.seed,
+        "costs": dict(costs),
+        "setups": setups_out,
+        "paired_vs_rag": paired,
+    }
+
+
+def _versions(config: EvalConfig) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"python": platform.python_version(), "model": config.model}
+    for package in ("ragtune", "torch", "transformers", "peft"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _write_extras(out: Path) -> None:
+    """report.md and plots/ come from their own modules, when this installation has them."""
+    if importlib.util.find_spec("ragtune.eval.report") is not None:
+        from ragtune.eval.report import write_report
+
+        write_report(out)
+    if importlib.util.find_spec("ragtune.eval.plots") is not None:
+        from ragtune.eval.plots import write_plots
+
+        write_plots(out)
