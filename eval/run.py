@@ -26,6 +26,9 @@ from ragtune.eval.workspace import Costs, adapter_ready, sync_folder, timed, tra
 
 ANSWERS = "answers.jsonl"
 RESULTS = "results.json"
+SETTINGS = "settings.json"
+# Settings that do not change any answer: a resumed run may differ in them.
+_FREE_ON_RESUME = ("retrain", "resamples")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,7 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     questions = select_questions(suite, config)
     answers_path = out / ANSWERS
+    _check_settings(out / SETTINGS, suite, config, resume)
     if not resume:
         answers_path.write_text("")
         shutil.rmtree(out / "adapters", ignore_errors=True)
@@ -322,6 +326,22 @@ def summarise_run(suite, config: EvalConfig, names, questions, done, costs) -> d
         "setups": setups_out,
         "paired_vs_rag": paired,
     }
+
+
+def _check_settings(path: Path, suite: Any, config: EvalConfig, resume: bool) -> None:
+    """Refuse to resume with settings that would mix answers of two different experiments."""
+    settings = {"suite": str(Path(suite.root).resolve()), **dataclasses.asdict(config)}
+    for name in _FREE_ON_RESUME:
+        settings.pop(name)
+    if resume and path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            shown = ", ".join(f"{k}={before.get(k)!r} then {settings.get(k)!r}" for k in changed)
+            raise InputError(
+                f"{path.parent} was run with other settings ({shown}): resume with the same ones or use a new --out"
+            )
+    path.write_text(json.dumps(settings, indent=2))
 
 
 def _versions(config: EvalConfig) -> dict[str, str | None]:
