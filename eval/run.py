@@ -78,6 +78,9 @@ class EvalConfig:
             epochs=self.finetune_epochs,
             max_steps=steps,
             seed=self.seed,
+            # A quick run's few steps would all fall inside the default 10-step warmup (lr near 0),
+            # leaving the adapter a no-op: start at the full rate there.
+            warmup_steps=0 if self.quick else FinetuneConfig.warmup_steps,
             eval_fraction=0.0,  # the documents are the knowledge to inject: hold none of them back
         )
 
