@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -220,13 +221,13 @@ def run_suite(
     """
     from tqdm.auto import tqdm
 
-    from ragtune.eval.suite import Suite, load_suite
-
-    if not isinstance(suite, Suite):
+    if isinstance(suite, (str, os.PathLike)):
         if not Path(suite).is_dir():
             raise InputError(
                 f"suite folder {suite} not found: give a folder with docs/v1 and questions.jsonl"
             )
+        from ragtune.eval.suite import load_suite
+
         suite = load_suite(suite)
     config = config or EvalConfig()
     names = parse_setups(setups)
