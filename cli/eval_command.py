@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -40,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"results written to {Path(args.out) / 'results.json'}")
+    out = Path(args.out)
+    print(f"results written to {out / 'results.json'}, report to {out / 'report.md'}, plots to {out / 'plots'}")
     for setup, phases in results["setups"].items():
         for phase, metrics in phases.items():
             acc = metrics.get("accuracy", {})
@@ -51,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("ragtune.eval.compare") is None:
-        raise InputError("this installation has no ragtune.eval.compare: --compare is not available")
     from ragtune.eval.compare import compare_runs, format_comparison
 
     comparison = compare_runs(*args.compare)

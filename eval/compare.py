@@ -8,39 +8,14 @@ what it has. Answers are re-scored with ragtune.eval.metrics when the suite can 
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ragtune.core.errors import InputError
 from ragtune.eval.report import COLUMNS, _excludes_zero, fmt_interval, load_results, ordered_setups
+from ragtune.eval.stats import paired_difference
 
 METRIC_ORDER = tuple(k for k, _ in COLUMNS) + ("exact_match", "f1", "wrong_answer", "invented_answer")
-
-
-def _paired_fallback(a: Sequence[float], b: Sequence[float], seed: int = 0, resamples: int = 2000) -> dict:
-    """mean(a - b) with a percentile bootstrap over paired questions (until eval/stats.py is present)."""
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    if n == 0:
-        return {"value": None, "lo": None, "hi": None, "n": 0}
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
-    return {
-        "value": sum(diffs) / n,
-        "lo": means[int(0.025 * (resamples - 1))],
-        "hi": means[int(0.975 * (resamples - 1))],
-        "n": n,
-    }
-
-
-def _paired_difference():
-    try:
-        from ragtune.eval.stats import paired_difference
-    except ImportError:
-        return _paired_fallback
-    return paired_difference
 
 
 def _suite_name(results: dict[str, Any]) -> str | None:
@@ -136,7 +111,7 @@ def compare_runs(a: str | Path, b: str | Path, seed: int = 0) -> dict[str, Any]:
     answers_a, answers_b = _read_answers(a), _read_answers(b)
     questions = _load_questions(results_b) or _load_questions(results_a)
     values = _scorer(questions)
-    paired = _paired_difference()
+    paired = paired_difference
     scored_a = {key: values(rec) for key, rec in answers_a.items() if key in answers_b}
     scored_b = {key: values(answers_b[key]) for key in scored_a}
     differences: dict[str, dict[str, dict[str, dict]]] = {}

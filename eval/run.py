@@ -1,5 +1,5 @@
 """`run_suite`: answer a suite's questions with every setup, in both document versions, and write
-answers.jsonl, results.json (and report.md / plots/ when those modules are installed).
+answers.jsonl, results.json, report.md and plots/.
 
 Phase v1: index docs/v1, fine-tune on its chunks (only when a fine-tuned setup is asked), answer.
 Phase v2: bring the same index to docs/v2 incrementally, keep the v1 adapter, answer against v2 gold;
@@ -9,7 +9,6 @@ with `retrain`, also fine-tune on v2 and measure the fine-tuned setups again as 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import platform
@@ -20,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.core.errors import InputError, RagtuneError
+from ragtune.core.errors import InputError
 from ragtune.eval import setups as setups_module
 from ragtune.eval.setups import SETUPS, Setup, retrained
+from ragtune.eval.suite import load_suite
 from ragtune.eval.workspace import Costs, adapter_ready, sync_folder, timed, train_adapter
 
 ANSWERS = "answers.jsonl"
@@ -203,17 +203,6 @@ def plan(names: list[str], phase: str, retrain: bool) -> list[tuple[str, Setup, 
     return rows
 
 
-def _load_suite(path: str | os.PathLike[str]):
-    # The suite loader, metrics and statistics (issue 11) have not landed yet: say so in one line.
-    if importlib.util.find_spec("ragtune.eval.suite") is None:
-        raise RagtuneError(
-            "ragtune eval is not finished yet: its suite loader and metrics are still being built (issue 11)"
-        )
-    from ragtune.eval.suite import load_suite
-
-    return load_suite(path)
-
-
 def run_suite(
     suite: Any,
     out: str | Path,
@@ -237,7 +226,7 @@ def run_suite(
             raise InputError(
                 f"suite folder {suite} not found: give a folder with docs/v1 and questions.jsonl"
             )
-        suite = _load_suite(suite)
+        suite = load_suite(suite)
     config = config or EvalConfig()
     names = parse_setups(setups)
     out = Path(out)
@@ -386,12 +375,8 @@ def _git_commit() -> str | None:
 
 
 def _write_extras(out: Path) -> None:
-    """report.md and plots/ come from their own modules, when this installation has them."""
-    if importlib.util.find_spec("ragtune.eval.report") is not None:
-        from ragtune.eval.report import write_report
+    from ragtune.eval.plots import write_plots
+    from ragtune.eval.report import write_report
 
-        write_report(out)
-    if importlib.util.find_spec("ragtune.eval.plots") is not None:
-        from ragtune.eval.plots import write_plots
-
-        write_plots(out)
+    write_report(out)
+    write_plots(out)

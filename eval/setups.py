@@ -59,7 +59,7 @@ def closed_book(llm: Any, question: str) -> dict[str, Any]:
         "answer": text,
         "refused": not text or is_refusal(text),
         "citations": [],
-        "sources": [],
+        "sources": None,  # no retrieval: metrics that need passages do not apply
         "seconds": time.perf_counter() - started,
     }
 
