@@ -71,11 +71,15 @@ def fmt_interval(stat: dict | None, signed: bool = False) -> str:
     if not stat or _num(stat.get("value")) is None:
         return MISSING
     f = "{:+.2f}" if signed else "{:.2f}"
-    value = f.format(stat["value"])
+
+    def shown(x: float) -> str:
+        return f.format(round(x, 2) + 0.0)  # + 0.0 turns -0.0 into 0.0: no "-0.00" for a tiny negative
+
+    value = shown(stat["value"])
     lo, hi = _num(stat.get("lo")), _num(stat.get("hi"))
     if lo is None or hi is None:
         return value
-    return f"{value} [{f.format(lo)}, {f.format(hi)}]"
+    return f"{value} [{shown(lo)}, {shown(hi)}]"
 
 
 def _metric(results: dict, setup: str, phase: str, metric: str) -> dict | None:
@@ -161,6 +165,8 @@ def _accuracy_sentence(results: dict[str, Any], phase: str) -> str | None:
     if not scored:
         return None
     best_value, best = max(scored, key=lambda pair: pair[0])
+    if len(scored) > 1 and all(v == best_value for v, _ in scored):
+        return f"In {phase}, every setup has the same accuracy ({best_value:.2f})."
     sentence = f"In {phase}, {best} is the most accurate setup ({best_value:.2f})"
     paired = results.get("paired_vs_rag") or {}
     # The comparison with an interval is always against rag: the best setup vs rag, or rag vs the runner-up.

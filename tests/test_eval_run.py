@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from ragtune.cli.main import main
-from ragtune.eval.run import EvalConfig
+from ragtune.core.errors import InputError
+from ragtune.eval.run import EvalConfig, run_suite
+from tests.conftest import FakeEmbedder
 
 V1 = {
     "heron.md": "# Herons\n\nThe grey heron colony nests at Lake Mira. The colony has 40 nests.",
@@ -21,15 +23,33 @@ V2 = {
     "kite.md": "# Kites\n\nThe red kite returned to the valley in spring.",
 }
 QUESTIONS = [
-    {"id": "lake", "question": "Where does the grey heron colony nest?", "answer": "Lake Mira"},
+    {
+        "id": "lake",
+        "question": "Where does the grey heron colony nest?",
+        "answer": "Lake Mira",
+        "doc": "heron.md",
+    },
     {
         "id": "nests",
         "question": "How many nests does the heron colony have?",
         "answer": "40",
         "answer_v2": "55",
+        "doc": "heron.md",
     },
-    {"id": "kite", "question": "Which bird returned to the valley?", "answer": None, "answer_v2": "red kite"},
-    {"id": "owl", "question": "Where does the barn owl hunt?", "answer": "north meadow", "answer_v2": None},
+    {
+        "id": "kite",
+        "question": "Which bird returned to the valley?",
+        "answer": None,
+        "answer_v2": "red kite",
+        "doc": "kite.md",
+    },
+    {
+        "id": "owl",
+        "question": "Where does the barn owl hunt?",
+        "answer": "north meadow",
+        "answer_v2": None,
+        "doc": "owl.md",
+    },
     {"id": "moon", "question": "What colour is the heron king's crown?", "answer": None},
 ]
 
@@ -90,3 +110,177 @@ def test_quick_fine_tuning_takes_few_steps_at_the_full_rate():
     assert quick.max_steps == 4
     assert quick.warmup_steps == 0  # 4 steps inside a 10-step warmup would leave the adapter a no-op
     assert EvalConfig(finetune_steps=100).finetune_config().max_steps == 100
+
+
+SETUP_NAMES = ("closed-book", "rag", "ft", "ft+rag")
+
+
+@pytest.fixture
+def suite_dir(tmp_path) -> Path:
+    return write_suite(tmp_path / "suite")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_llm_dir) -> Path:
+    """One run of every setup on the tiny suite with a tiny real Llama, fine-tuned for two steps."""
+
+    root = tmp_path_factory.mktemp("eval")
+    out = root / "run"
+    run_suite(
+        write_suite(root / "suite"),
+        out,
+        config=tiny_config(tiny_llm_dir),
+        progress=False,
+        embedder=FakeEmbedder(),
+    )
+    return out
+
+
+def test_a_run_writes_every_output_file(full_run):
+    report = (full_run / "report.md").read_text()
+    assert "## Phase v1" in report and "## Phase v2" in report and "## Costs" in report
+    assert sorted(p.name for p in (full_run / "plots").glob("*.png")) == [
+        "freshness.png",
+        "metrics_v1.png",
+        "metrics_v2.png",
+    ]
+    results = json.loads((full_run / "results.json").read_text())
+    assert set(results["setups"]) == set(SETUP_NAMES)
+    assert results["setups"]["rag"]["v1"]["accuracy"]["n"] == 3  # lake, nests, owl answer in v1
+    assert results["setups"]["rag"]["v2"]["stale"]["n"] == 1  # only "nests" changed
+    assert results["setups"]["closed-book"]["v1"]["recall_at_k"]["n"] == 0  # no retrieval
+    assert results["setups"]["rag"]["v1"]["recall_at_k"]["n"] == 3
+    assert all(results["costs"][c] > 0 for c in ("index_seconds", "reingest_seconds", "finetune_seconds"))
+    assert results["costs"]["retrain_seconds"] is None
+    assert set(results["paired_vs_rag"]) == {"closed-book", "ft", "ft+rag"}
+
+
+def test_answers_hold_one_line_per_setup_phase_and_question(full_run):
+    records = lines(full_run)
+    keys = [(r["setup"], r["phase"], r["id"]) for r in records]
+    assert sorted(keys) == sorted(
+        (s, p, q["id"]) for s in SETUP_NAMES for p in ("v1", "v2") for q in QUESTIONS
+    )
+    nests_v2 = next(r for r in records if r["id"] == "nests" and r["phase"] == "v2" and r["setup"] == "rag")
+    assert nests_v2["gold"] == "55" and nests_v2["question"] == "How many nests does the heron colony have?"
+    assert {"answer", "refused", "citations", "sources", "seconds", "correct"} <= set(nests_v2)
+    assert all(s["source"].endswith(".md") and s["text"] for s in nests_v2["sources"])
+
+
+def test_phase_v2_sees_the_edited_documents(full_run):
+    """The index was brought to v2 in place: the removed page is gone, the added one is found."""
+    sources = {
+        s["source"].rsplit("/", 1)[-1]
+        for r in lines(full_run)
+        if r["phase"] == "v2" and r["setup"] == "rag"
+        for s in r["sources"]
+    }
+    assert "owl.md" not in sources and "kite.md" in sources
+
+
+def count_answers(monkeypatch) -> list[tuple[str, str]]:
+    """Every (setup, question) the run answers, recorded on the way to the real answering code."""
+    import ragtune.eval.setups as setups
+
+    asked: list[tuple[str, str]] = []
+    real = setups.answer
+
+    def answer(setup, question, **kwargs):
+        asked.append((setup.name, question))
+        return real(setup, question, **kwargs)
+
+    monkeypatch.setattr(setups, "answer", answer)
+    return asked
+
+
+def test_resume_after_an_interruption_answers_only_what_is_missing(suite_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    config = EvalConfig(resamples=50)
+
+    def run(resume: bool) -> None:
+        run_suite(
+            suite_dir,
+            out,
+            setups="closed-book,rag",
+            config=config,
+            resume=resume,
+            progress=False,
+            llm=CountingLLM(),
+            embedder=FakeEmbedder(),
+        )
+
+    asked = count_answers(monkeypatch)
+    run(resume=False)
+    assert len(asked) == 2 * 2 * len(QUESTIONS)
+    kept = (out / "answers.jsonl").read_text().splitlines()
+    # Interrupted: five answers written, the sixth cut off mid-line.
+    (out / "answers.jsonl").write_text("\n".join(kept[:5]) + "\n" + kept[5][:20])
+    asked.clear()
+    run(resume=True)
+    missing = [json.loads(line) for line in kept[5:]]
+    assert sorted(asked) == sorted((r["setup"], r["question"]) for r in missing)
+    assert lines(out)[:5] == [json.loads(line) for line in kept[:5]]
+    assert len(lines(out)) == len(kept)
+    asked.clear()
+    run(resume=True)
+    assert asked == []
+
+
+def test_resume_keeps_the_adapter_and_costs_of_the_first_run(full_run, tiny_llm_dir):
+
+    adapter = full_run / "adapters" / "v1"
+    stamp = {p.name: p.stat().st_mtime_ns for p in adapter.iterdir()}
+    costs = json.loads((full_run / "results.json").read_text())["costs"]
+    before = (full_run / "answers.jsonl").read_text()
+    results = run_suite(
+        full_run.parent / "suite",
+        full_run,
+        config=tiny_config(tiny_llm_dir),
+        resume=True,
+        progress=False,
+        embedder=FakeEmbedder(),
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in adapter.iterdir()} == stamp
+    assert results["costs"] == costs
+    assert (full_run / "answers.jsonl").read_text() == before
+
+
+def test_resume_with_other_settings_is_refused(full_run, tiny_llm_dir):
+    with pytest.raises(InputError, match="other settings .*seed=0 then 7"):
+        run_suite(
+            full_run.parent / "suite",
+            full_run,
+            config=tiny_config(tiny_llm_dir, seed=7),
+            resume=True,
+            progress=False,
+        )
+
+
+def test_fine_tuning_sees_the_documents_and_never_the_questions(
+    suite_dir, tmp_path, tiny_llm_dir, monkeypatch
+):
+    """The ft adapter trains on the index's chunks only: no question, and no gold the documents lack."""
+    import ragtune.finetune.data as data
+
+    seen: list[str] = []
+    real = data.text_examples
+
+    def recording(texts, tokenizer, max_length):
+        seen.extend(texts)
+        return real(texts, tokenizer, max_length)
+
+    monkeypatch.setattr(data, "text_examples", recording)
+    run_suite(
+        suite_dir,
+        tmp_path / "run",
+        setups="ft",
+        config=tiny_config(tiny_llm_dir),
+        progress=False,
+        embedder=FakeEmbedder(),
+    )
+    training = "\n".join(seen)
+    assert "grey heron colony nests at Lake Mira" in training and "barn owl hunts" in training
+    assert "red kite" not in training  # v2's page: the adapter is trained on v1 only
+    for q in QUESTIONS:
+        assert q["question"] not in training
+    assert "crown" not in training.lower()
