@@ -222,10 +222,6 @@ def run_suite(
     from tqdm.auto import tqdm
 
     if isinstance(suite, (str, os.PathLike)):
-        if not Path(suite).is_dir():
-            raise InputError(
-                f"suite folder {suite} not found: give a folder with docs/v1 and questions.jsonl"
-            )
         suite = load_suite(suite)
     config = config or EvalConfig()
     names = parse_setups(setups)

@@ -25,6 +25,7 @@ KINDS = ("unchanged", "changed", "added", "removed", "unanswerable")
 QUESTIONS = "questions.jsonl"
 _KEYS = {"id", "question", "answer", "alt", "answer_v2", "alt_v2", "doc", "note"}
 _SHOWN_ERRORS = 8
+BUNDLED = Path(__file__).resolve().parent / "suites"
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,11 @@ def _docs_of(root: Path) -> dict[str, Path]:
 
 
 def load_suite(path: str | Path) -> Suite:
-    """The suite in folder `path`; one-line InputError when the folder, its documents or a line is bad."""
+    """The suite in folder `path` (or a bundled suite's name, e.g. "heron"); one-line InputError when the
+    folder, its documents or a line is bad."""
     root = Path(path).expanduser()
+    if not root.is_dir() and (BUNDLED / str(path)).is_dir():
+        root = BUNDLED / str(path)  # a bundled suite by name: `ragtune eval heron` from any folder
     if not root.is_dir():
         raise InputError(f"suite folder {root} not found: give a folder with docs/v1 and {QUESTIONS}")
     docs = _docs_of(root)

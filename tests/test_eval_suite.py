@@ -116,3 +116,9 @@ def test_missing_pieces_are_one_line_each(tmp_path):
     suite = make_suite(tmp_path / "blank", [])
     with pytest.raises(InputError, match="holds no questions"):
         load_suite(suite)
+
+
+def test_a_bundled_suite_loads_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite("heron")
+    assert suite.name == "heron" and suite.phases == ["v1", "v2"] and len(suite.questions) >= 60

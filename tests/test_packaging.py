@@ -65,3 +65,13 @@ def test_the_sample_corpus_and_the_entry_point_ship(wheel: zipfile.ZipFile):
     assert shipped == on_disk
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "ragtune = ragtune.cli.main:main" in wheel.read(entry_points).decode()
+
+
+def test_the_bundled_eval_suites_ship(wheel: zipfile.ZipFile):
+    shipped = {
+        n.removeprefix("ragtune/eval/") for n in wheel.namelist() if n.startswith("ragtune/eval/suites/")
+    }
+    on_disk = {
+        str(p.relative_to(ROOT / "eval")) for p in (ROOT / "eval" / "suites").rglob("*") if p.is_file()
+    }
+    assert shipped == on_disk and "suites/heron/questions.jsonl" in shipped
