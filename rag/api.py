@@ -211,6 +211,13 @@ class RAG:
         """
         return self._answerer().ask(question, stream=stream)
 
+    def ask_many(self, questions: list[str], *, batch_size: int = 8) -> list[Answer]:
+        """`ask` for many questions, generating up to `batch_size` answers at once: on a CPU a batch of 8
+        takes about twice the time of one answer. Same prompts, citations and refusals as `ask`."""
+        if batch_size < 1:
+            raise InputError(f"batch_size={batch_size}: must be >= 1")
+        return self._answerer().ask_many(list(questions), batch_size=batch_size)
+
     def conversation(self) -> Conversation:
         """A chat whose follow-up questions are read with the recent turns."""
         return Conversation(self._answerer())

@@ -264,3 +264,49 @@ def test_tiny_real_model_refuses_a_100kb_question_before_generating(tiny_llm_dir
     question = "how does LoRA learn ? " * 4500  # ~100 KB
     with pytest.raises(InputError, match=r"tokens with its prompt, but the model's context holds 512 tokens"):
         answerer_over([hit(1, "LoRA learns a low-rank update")], llm).ask(question)
+
+
+class BatchingLLM(ScriptedLLM):
+    """A scripted model that also answers in batches, and records their sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def generate_batch(self, conversations, max_new_tokens=None) -> list[str]:
+        self.batches.append(len(conversations))
+        return [self.generate(messages) for messages in conversations]
+
+
+def test_ask_many_batches_the_prompts_and_keeps_refusals_in_place(tmp_path, corpus, embedder):
+    llm = BatchingLLM()
+    answer = AnswerConfig(min_scores={"dense": 0.4})
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm, answer=answer) as rag:
+        rag.ingest(corpus, progress=False)
+        questions = [
+            "how does LoRA learn a low-rank update?",
+            "who won the football world cup in 1954?",
+            "what does QLoRA quantize the base model to?",
+            "how does LoRA learn a low-rank update BA scaled by alpha?",
+        ]
+        answers = rag.ask_many(questions, batch_size=2)
+        one_by_one = [rag.ask(q) for q in questions]
+    assert [a.question for a in answers] == questions
+    assert [a.refused for a in answers] == [False, True, False, False]
+    assert llm.batches == [2, 1]  # the refusal never reached the model
+    for batched, alone in zip(answers, one_by_one, strict=True):
+        assert (batched.text, batched.citations, batched.sources) == (
+            alone.text,
+            alone.citations,
+            alone.sources,
+        )
+
+
+def test_ask_many_works_with_a_model_that_cannot_batch(ask_rag: RAG, llm: ScriptedLLM):
+    answers = ask_rag.ask_many(["how does LoRA learn a low-rank update?"] * 3, batch_size=2)
+    assert [a.text for a in answers] == [llm.reply] * 3 and len(llm.prompts) == 3
+
+
+def test_ask_many_refuses_a_batch_size_below_one(ask_rag: RAG):
+    with pytest.raises(InputError, match="batch_size=0"):
+        ask_rag.ask_many(["q"], batch_size=0)

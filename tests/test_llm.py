@@ -202,3 +202,16 @@ def test_closing_a_stream_early_stops_generation_and_frees_the_model(tiny_llm_di
 def test_prompt_tokens_are_counted_as_the_model_reads_them(tiny_llm_dir: Path):
     llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir)))
     assert llm.count_prompt_tokens(MESSAGES) == llm.encode_chat(MESSAGES)["input_ids"].shape[1] > 5
+
+
+def test_a_batch_gives_each_prompt_its_own_greedy_answer(tiny_llm_dir: Path):
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=8))
+    short = [{"role": "user", "content": "lora"}]
+    long = [{"role": "system", "content": "answer from the context passage"}, *MESSAGES]
+    # Different lengths: the short prompt is left-padded and must not read the padding.
+    assert llm.generate_batch([short, long, short]) == [
+        llm.generate(short),
+        llm.generate(long),
+        llm.generate(short),
+    ]
+    assert llm.generate_batch([]) == []

@@ -273,7 +273,40 @@ class Answerer:
     def ask(
         self, question: str, *, history: list[Turn] | None = None, stream: bool = False
     ) -> Answer | AnswerStream:
-        history = history or []
+        prepared = self._prepare(question, history or [])
+        if isinstance(prepared, Answer):  # a refusal before the model was needed
+            return AnswerStream(iter([prepared.text]), lambda _text: prepared) if stream else prepared
+        messages, finish = prepared
+        llm = self.llm()
+        if stream:
+            return AnswerStream(llm.stream(messages), finish)
+        return finish(llm.generate(messages))
+
+    def ask_many(self, questions: list[str], batch_size: int = 8) -> list[Answer]:
+        """`ask` for each question, generating up to `batch_size` answers in one batch when the model can
+        (`generate_batch`). An answer's `seconds` is its own retrieval plus its share of its batch."""
+        answers: list[Answer | None] = []
+        waiting: list[tuple[int, list[dict[str, str]], Callable[[str], Answer]]] = []
+        for question in questions:
+            prepared = self._prepare(question, [])
+            if isinstance(prepared, Answer):
+                answers.append(prepared)
+            else:
+                waiting.append((len(answers), *prepared))
+                answers.append(None)
+        for first in range(0, len(waiting), max(1, batch_size)):
+            batch = waiting[first : first + max(1, batch_size)]
+            started = time.perf_counter()
+            texts = generate_many(self.llm(), [messages for _i, messages, _f in batch])
+            share = (time.perf_counter() - started) / len(batch)
+            for (i, _messages, finish), text in zip(batch, texts, strict=True):
+                answers[i] = finish(text, share)
+        return [a for a in answers if a is not None]
+
+    def _prepare(
+        self, question: str, history: list[Turn]
+    ) -> Answer | tuple[list[dict[str, str]], Callable[..., Answer]]:
+        """A refusal, or the prompt and the function that turns the model's text into the Answer."""
         started = time.perf_counter()
         hits = self.search(search_query(question, history, self.config), self.config.k, self.config.mode)
         chosen = relevant(hits, self.config.min_scores)
@@ -283,10 +316,7 @@ class Answerer:
                 if not hits
                 else "no chunk reached the relevance threshold"
             )
-            refusal = Answer(
-                question, self.config.refusal, [], [], True, reason, time.perf_counter() - started
-            )
-            return AnswerStream(iter([refusal.text]), lambda _text: refusal) if stream else refusal
+            return Answer(question, self.config.refusal, [], [], True, reason, time.perf_counter() - started)
         llm = self.llm()
         fitted = fit_prompt(
             fit_passages(chosen, self.config.max_context_tokens, llm.count_tokens),
@@ -298,7 +328,7 @@ class Answerer:
             reserve=getattr(llm, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
         )
         if not fitted.passages:
-            refusal = Answer(
+            return Answer(
                 question,
                 self.config.refusal,
                 [],
@@ -308,13 +338,14 @@ class Answerer:
                 time.perf_counter() - started,
                 fitted.notes,
             )
-            return AnswerStream(iter([refusal.text]), lambda _text: refusal) if stream else refusal
         sources = chosen[: len(fitted.passages)]
-        messages = fitted.messages
+        prepared_in = time.perf_counter() - started
 
-        def finish(text: str) -> Answer:
+        def finish(text: str, generated_in: float | None = None) -> Answer:
+            """generated_in: this answer's share of a batch; None: it was generated alone, until now."""
             text = text.strip()
             refused = is_refusal(text)
+            seconds = time.perf_counter() - started if generated_in is None else prepared_in + generated_in
             return Answer(
                 question=question,
                 text=text,
@@ -322,13 +353,19 @@ class Answerer:
                 citations=citations(text, len(sources)),
                 refused=refused,
                 reason="the model found no answer in the passages" if refused else "",
-                seconds=time.perf_counter() - started,
+                seconds=seconds,
                 notes=fitted.notes,
             )
 
-        if stream:
-            return AnswerStream(llm.stream(messages), finish)
-        return finish(llm.generate(messages))
+        return fitted.messages, finish
+
+
+def generate_many(llm: LLM, conversations: list[list[dict[str, str]]]) -> list[str]:
+    """One batch through `llm.generate_batch` when the model has it, else one prompt at a time."""
+    batched = getattr(llm, "generate_batch", None)
+    if batched is not None:
+        return batched(conversations)
+    return [llm.generate(messages) for messages in conversations]
 
 
 class Conversation:

@@ -152,6 +152,35 @@ class LocalLLM:
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
+    def generate_batch(
+        self, conversations: list[list[dict[str, str]]], max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Answers to several prompts in one `model.generate`, left-padded: on a CPU each decoding step
+        reads every weight once for the whole batch, so 8 prompts take about 2x the time of one (about
+        4x the throughput with the default model). Greedy answers equal one-at-a-time answers up to
+        float rounding: a near-tie between two tokens may rarely resolve differently."""
+        import torch
+
+        if not conversations:
+            return []
+        texts = [
+            self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in conversations
+        ]
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # new tokens must follow each prompt's last token directly
+        try:
+            inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side = side
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        with self._lock, torch.inference_mode():
+            if self.config.temperature > 0:
+                torch.manual_seed(self.config.seed)
+            output = self.model.generate(**self.generation_kwargs(inputs, max_new_tokens))
+        start = inputs["input_ids"].shape[1]
+        return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in output]
+
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None) -> TokenStream:
         """Pieces of the answer as the model produces them. Closing the stream early (from any thread:
         a client that hangs up, a UI's stop button, a `break`, garbage collection) stops generation at
