@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ragtune.rag.generation.answer import is_refusal
+from ragtune.rag.generation.answer import generate_many, is_refusal
 
 CLOSED_BOOK_PROMPT = (
     "Answer the question in a few words from what you know. If you do not know the answer, "
@@ -47,26 +47,27 @@ def retrained(name: str) -> str:
     return name + RETRAINED
 
 
-def closed_book(llm: Any, question: str) -> dict[str, Any]:
-    """The model alone: no passages, so no citations or sources; a refusal is detected like rag's."""
-    messages = [
+def closed_book_messages(question: str) -> list[dict[str, str]]:
+    return [
         {"role": "system", "content": CLOSED_BOOK_PROMPT},
         {"role": "user", "content": question},
     ]
-    started = time.perf_counter()
-    text = llm.generate(messages).strip()
+
+
+def _closed_book_record(text: str, seconds: float) -> dict[str, Any]:
+    """The model alone: no passages, so no citations and no sources (None: retrieval does not apply)."""
+    text = text.strip()
     return {
         "answer": text,
         "refused": not text or is_refusal(text),
         "citations": [],
-        "sources": None,  # no retrieval: metrics that need passages do not apply
-        "seconds": time.perf_counter() - started,
+        "sources": None,
+        "seconds": seconds,
     }
 
 
-def with_retrieval(rag: Any, question: str) -> dict[str, Any]:
-    """`rag.ask`, the default answering path of the package, recorded with the passages it was given."""
-    answer = rag.ask(question)
+def _retrieval_record(answer: Any) -> dict[str, Any]:
+    """A `rag.ask` answer, recorded with the passages it was given."""
     return {
         "answer": answer.text,
         "refused": answer.refused,
@@ -78,8 +79,18 @@ def with_retrieval(rag: Any, question: str) -> dict[str, Any]:
     }
 
 
-def answer(setup: Setup, question: str, *, llm: Any, rag: Any = None) -> dict[str, Any]:
-    """One answer by `setup`: `rag` (a RAG over the index whose generator is `llm`) when it retrieves."""
+def answer_batch(
+    setup: Setup, questions: list[str], *, llm: Any, rag: Any = None, batch_size: int = 8
+) -> list[dict[str, Any]]:
+    """One record per question. With retrieval: `rag.ask_many` (the `rag.ask` path, generated in
+    batches); without: the model alone. `seconds` is each answer's share of its batch."""
     if setup.retrieval:
-        return with_retrieval(rag, question)
-    return closed_book(llm, question)
+        return [_retrieval_record(a) for a in rag.ask_many(questions, batch_size=batch_size)]
+    records = []
+    for first in range(0, len(questions), batch_size):
+        batch = questions[first : first + batch_size]
+        started = time.perf_counter()
+        texts = generate_many(llm, [closed_book_messages(q) for q in batch])
+        share = (time.perf_counter() - started) / len(batch)
+        records += [_closed_book_record(text, share) for text in texts]
+    return records

@@ -179,50 +179,60 @@ def test_phase_v2_sees_the_edited_documents(full_run):
 
 
 def count_answers(monkeypatch) -> list[tuple[str, str]]:
-    """Every (setup, question) the run answers, recorded on the way to the real answering code."""
+    """Every (setup, question) the run generates an answer for, recorded on the way to the real code."""
     import ragtune.eval.setups as setups
 
     asked: list[tuple[str, str]] = []
-    real = setups.answer
+    real = setups.answer_batch
 
-    def answer(setup, question, **kwargs):
-        asked.append((setup.name, question))
-        return real(setup, question, **kwargs)
+    def answer_batch(setup, questions, **kwargs):
+        asked.extend((setup.name, q) for q in questions)
+        return real(setup, questions, **kwargs)
 
-    monkeypatch.setattr(setups, "answer", answer)
+    monkeypatch.setattr(setups, "answer_batch", answer_batch)
     return asked
+
+
+def run_closed_book_and_rag(suite_dir: Path, out: Path, resume: bool) -> None:
+    run_suite(
+        suite_dir,
+        out,
+        setups="closed-book,rag",
+        config=EvalConfig(resamples=50, batch_size=2),
+        resume=resume,
+        progress=False,
+        llm=CountingLLM(),
+        embedder=FakeEmbedder(),
+    )
+
+
+def test_closed_book_answers_once_and_is_scored_against_each_phase(suite_dir, tmp_path, monkeypatch):
+    """Without retrieval the prompt is the same in v1 and v2: the v1 answer is reused, not generated again."""
+    asked = count_answers(monkeypatch)
+    run_closed_book_and_rag(suite_dir, tmp_path / "run", resume=False)
+    assert sorted(asked) == sorted(
+        (s, q["question"]) for s in ("closed-book", "rag", "rag") for q in QUESTIONS
+    )
+    records = {(r["setup"], r["phase"], r["id"]): r for r in lines(tmp_path / "run")}
+    v1, v2 = records[("closed-book", "v1", "nests")], records[("closed-book", "v2", "nests")]
+    assert v2["same_as"] == "v1" and v2["answer"] == v1["answer"] and (v1["gold"], v2["gold"]) == ("40", "55")
+    assert "same_as" not in records[("rag", "v2", "nests")]
 
 
 def test_resume_after_an_interruption_answers_only_what_is_missing(suite_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    config = EvalConfig(resamples=50)
-
-    def run(resume: bool) -> None:
-        run_suite(
-            suite_dir,
-            out,
-            setups="closed-book,rag",
-            config=config,
-            resume=resume,
-            progress=False,
-            llm=CountingLLM(),
-            embedder=FakeEmbedder(),
-        )
-
-    asked = count_answers(monkeypatch)
-    run(resume=False)
-    assert len(asked) == 2 * 2 * len(QUESTIONS)
+    run_closed_book_and_rag(suite_dir, out, resume=False)
     kept = (out / "answers.jsonl").read_text().splitlines()
     # Interrupted: five answers written, the sixth cut off mid-line.
     (out / "answers.jsonl").write_text("\n".join(kept[:5]) + "\n" + kept[5][:20])
-    asked.clear()
-    run(resume=True)
+    asked = count_answers(monkeypatch)
+    run_closed_book_and_rag(suite_dir, out, resume=True)
     missing = [json.loads(line) for line in kept[5:]]
-    assert sorted(asked) == sorted((r["setup"], r["question"]) for r in missing)
+    assert sorted(asked) == sorted((r["setup"], r["question"]) for r in missing if "same_as" not in r)
     assert lines(out)[:5] == [json.loads(line) for line in kept[:5]]
     assert len(lines(out)) == len(kept)
     asked.clear()
-    run(resume=True)
+    run_closed_book_and_rag(suite_dir, out, resume=True)
     assert asked == []
 
 
