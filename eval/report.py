@@ -147,6 +147,25 @@ def paired_table(results: dict[str, Any], phase: str) -> str | None:
     return "\n".join(lines)
 
 
+KIND_ORDER = ("unchanged", "changed", "added", "removed", "unanswerable")
+
+
+def kind_table(results: dict[str, Any], phase: str) -> str | None:
+    """Setups by kind of question: accuracy where the phase answers that kind, abstention where not."""
+    per_setup = {s: (results.get("by_kind") or {}).get(s, {}).get(phase) for s in results["setups"]}
+    per_setup = {s: k for s, k in per_setup.items() if k}
+    if not per_setup:
+        return None
+    kinds = [k for k in KIND_ORDER if any(k in v for v in per_setup.values())]
+    answered = {"v1": ("unchanged", "changed", "removed"), "v2": ("unchanged", "changed", "added")}
+    titles = [f"{k} ({'accuracy' if k in answered.get(phase, ()) else 'abstention'})" for k in kinds]
+    lines = ["| setup | " + " | ".join(titles) + " |", "|" + "---|" * (len(kinds) + 1)]
+    for setup in ordered_setups(per_setup):
+        cells = [fmt_interval(per_setup[setup].get(k)) for k in kinds]
+        lines.append("| " + " | ".join([setup, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def _excludes_zero(stat: dict | None) -> bool:
     lo, hi = _num((stat or {}).get("lo")), _num((stat or {}).get("hi"))
     return lo is not None and hi is not None and (lo > 0 or hi < 0)
@@ -235,6 +254,13 @@ def _stale_sentence(results: dict[str, Any]) -> str | None:
     ]
     if others:
         sentence += " (stale rate of " + ", ".join(others) + ")"
+    learned = ((results.get("by_kind") or {}).get("ft") or {}).get("v1", {}).get("changed")
+    known = _num((learned or {}).get("value"))
+    if known is not None:
+        # Going stale needs a fact learned first: say how many of these facts ft knew in v1.
+        sentence += f"; in v1, ft answered these facts correctly at a rate of {fmt_interval(learned)}"
+        if known < 0.5 and not _excludes_zero(stale):
+            sentence += ", so it had little to go stale on"
     return sentence + "."
 
 
@@ -294,6 +320,12 @@ def write_report(out: str | Path) -> Path:
     lines += ["", "Cells are the mean with its 95% bootstrap interval; – where a metric does not apply."]
     for phase in phases_of(results):
         lines += ["", f"## Phase {phase}", "", phase_table(results, phase)]
+    kinds = [(p, t) for p in phases_of(results) if (t := kind_table(results, p))]
+    if kinds:
+        lines += ["", "## By kind of question", ""]
+        lines += ["Accuracy where the phase's documents answer the question, abstention where they do not."]
+        for phase, table in kinds:
+            lines += ["", f"### {phase}", "", table]
     lines += ["", "## Costs", "", costs_table(results)]
     paired = [(p, t) for p in phases_of(results) if (t := paired_table(results, p))]
     if paired:

@@ -320,6 +320,7 @@ def summarise_run(suite, config: EvalConfig, names, questions, done, costs) -> d
     from ragtune.eval.stats import interval, paired_difference
 
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    kinds: dict[str, dict[str, dict[str, list[float]]]] = {}
     for phase in suite.phases:
         for name, _setup, _a in plan(names, phase, config.retrain):
             records = [done.get((name, phase, q.id)) for q in questions]
@@ -327,6 +328,7 @@ def summarise_run(suite, config: EvalConfig, names, questions, done, costs) -> d
                 continue
             scored = [score(r, q, phase) for r, q in zip(records, questions, strict=True)]
             values.setdefault(name, {})[phase] = summarise(scored)
+            kinds.setdefault(name, {})[phase] = by_kind(scored, questions)
     boot = {"seed": config.seed, "resamples": config.resamples}
     setups_out = {
         name: {
@@ -355,7 +357,23 @@ def summarise_run(suite, config: EvalConfig, names, questions, done, costs) -> d
         "costs": dict(costs),
         "setups": setups_out,
         "paired_vs_rag": paired,
+        "by_kind": {
+            name: {
+                phase: {kind: interval(v, **boot) for kind, v in per_kind.items()}
+                for phase, per_kind in phases.items()
+            }
+            for name, phases in kinds.items()
+        },
     }
+
+
+def by_kind(scored: list, questions: list) -> dict[str, list[float]]:
+    """Per kind of question: correct (when the phase answers it) or refused (when it does not), so a
+    changed fact shows whether the setup keeps up and a removed page whether it stops answering."""
+    values: dict[str, list[float]] = {}
+    for s, q in zip(scored, questions, strict=True):
+        values.setdefault(q.kind, []).append(float(s.correct if s.answerable else s.refused))
+    return values
 
 
 def _check_settings(path: Path, suite: Any, config: EvalConfig, resume: bool) -> None:

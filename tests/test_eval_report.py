@@ -204,3 +204,21 @@ def test_report_title_names_a_suite_recorded_as_an_object(tmp_path):
         tmp_path / "run", suite={"name": "heron", "root": str(tmp_path / "nowhere"), "questions": 3}
     )
     assert write_report(run).read_text().startswith("# ragtune eval: heron\n")
+
+
+def test_by_kind_table_shows_accuracy_or_abstention_per_phase(tmp_path):
+    run = make_run(tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    results["by_kind"] = {
+        "ft": {
+            "v1": {"changed": stat(0.25, 0.0, 0.5, 8), "added": stat(0.0, 0.0, 0.0, 4)},
+            "v2": {"changed": stat(0.125, 0.0, 0.375, 8), "added": stat(0.5, 0.0, 1.0, 4)},
+        }
+    }
+    (run / "results.json").write_text(json.dumps(results))
+    report = write_report(run).read_text()
+    assert "| setup | changed (accuracy) | added (abstention) |" in report  # v1 does not answer added ones
+    assert "| setup | changed (accuracy) | added (accuracy) |" in report
+    assert "| ft | 0.25 [0.00, 0.50] | 0.00 [0.00, 0.00] |" in report
+    # ft's stale rate 0.50 [0.25, 0.75] excludes 0; the v1 rate on changed facts is reported beside it.
+    assert "in v1, ft answered these facts correctly at a rate of 0.25 [0.00, 0.50]." in report

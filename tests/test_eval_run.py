@@ -153,6 +153,13 @@ def test_a_run_writes_every_output_file(full_run):
     assert all(results["costs"][c] > 0 for c in ("index_seconds", "reingest_seconds", "finetune_seconds"))
     assert results["costs"]["retrain_seconds"] is None
     assert set(results["paired_vs_rag"]) == {"closed-book", "ft", "ft+rag"}
+    assert {k: v["n"] for k, v in results["by_kind"]["rag"]["v2"].items()} == {
+        "unchanged": 1,
+        "changed": 1,
+        "added": 1,
+        "removed": 1,
+        "unanswerable": 1,
+    }
 
 
 def test_answers_hold_one_line_per_setup_phase_and_question(full_run):
