@@ -102,3 +102,12 @@ def test_gold_answers_are_short() -> None:
         if q.gold(p) and len(normalise(q.gold(p)).split()) > 6
     ]
     assert long == []
+
+
+def test_heron_v1_is_the_bundled_sample_corpus_byte_for_byte():
+    """The suite's v1 is a copy of rag/sample_corpus: an edit to one must reach the other."""
+    root = Path(__file__).resolve().parents[1]
+    v1, sample = root / "eval" / "suites" / "heron" / "docs" / "v1", root / "rag" / "sample_corpus"
+    files = sorted(p.relative_to(sample) for p in sample.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(v1) for p in v1.rglob("*") if p.is_file())
+    assert all((v1 / f).read_bytes() == (sample / f).read_bytes() for f in files)
