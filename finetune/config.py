@@ -71,6 +71,23 @@ class FinetuneConfig:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Trade compute for memory (turned on for QLoRA, as peft does)."}
     )
+    raft: bool = field(
+        default=False,
+        metadata={
+            "help": "With --from-store: train on RAFT examples instead of raw chunks: questions generated "
+            "from the index's chunks, each asked with its gold chunk among retrieved distractors, the "
+            "target quoting the answer with its [n] (written to OUT/raft.jsonl first)."
+        },
+    )
+    raft_no_gold_fraction: float = field(
+        default=0.2,
+        metadata={
+            "help": "RAFT: share of examples whose gold chunk is left out; their target is the refusal."
+        },
+    )
+    raft_distractors: int = field(
+        default=3, metadata={"help": "RAFT: retrieved chunks that do not answer, shown beside the gold one."}
+    )
 
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATIONS:
@@ -95,6 +112,10 @@ class FinetuneConfig:
             raise InputError(f"lr={self.lr}, epochs={self.epochs}: both must be finite numbers > 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise InputError(f"max_steps={self.max_steps}: must be >= 1 (or None for whole epochs)")
+        if not 0 <= self.raft_no_gold_fraction < 1:
+            raise InputError(f"raft_no_gold_fraction={self.raft_no_gold_fraction}: must be in [0, 1)")
+        if not isinstance(self.raft_distractors, int) or self.raft_distractors < 0:
+            raise InputError(f"raft_distractors={self.raft_distractors!r}: must be a whole number >= 0")
         if not 0 <= self.eval_fraction < 1:
             raise InputError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
         if self.init_lora_weights not in INIT_LORA_WEIGHTS:
