@@ -25,11 +25,15 @@ def finetune(args: argparse.Namespace) -> int:
     config = FINETUNE.build(args)
     if args.from_store and not (index_folder(args) / "store.sqlite").exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
+    data, index = args.data, args.index if args.from_store else None
+    if config.raft:
+        config, data = _raft_data(config, args)
+        index = None
     result = train(
         config,
         args.out,
-        data=args.data,
-        index=args.index if args.from_store else None,
+        data=data,
+        index=index,
         skip_bad_lines=args.skip_bad_lines,
         resume=not args.no_resume,
         progress=not args.quiet,
@@ -52,6 +56,26 @@ def finetune(args: argparse.Namespace) -> int:
     for problem in run.get("data", {}).get("problems", []):
         print(f"  skipped {problem}")
     return 0
+
+
+def _raft_data(config: FinetuneConfig, args: argparse.Namespace) -> tuple[FinetuneConfig, str]:
+    """Write OUT/raft.jsonl from the index; without --max-length, make room for its longest example
+    (the default 256 tokens would cut every target off a RAFT prompt of ~700)."""
+    from ragtune.finetune.raft import write_raft
+
+    if not args.from_store:
+        raise RagtuneError("--raft builds its examples from an index: use it with --from-store (and --index)")
+    built = write_raft(index_folder(args), config, args.out, seed=config.seed)
+    if "max_length" not in FINETUNE.given(args):
+        config = dataclasses.replace(config, max_length=max(config.max_length, built.longest_tokens))
+    if not args.quiet:
+        print(
+            f"RAFT: {built.examples} examples from {built.chunks} chunks ({built.no_gold} without their gold "
+            f"chunk), longest {built.longest_tokens} tokens, written to {built.path} in {built.seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return config, built.path
 
 
 def merge(args: argparse.Namespace) -> int:
