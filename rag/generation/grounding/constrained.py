@@ -37,7 +37,8 @@ class _Row:
 
 
 class CopyConstraint(LogitsProcessor):
-    """Allows only copied passage text, citation markers " [n]" and the end of the answer.
+    """Allows only copied passage text, citation markers " [n]" and the end of the answer (the last two
+    once some text was copied).
 
     Built once per set of passages (`copy_constraint`); one state per batch row, so a batch of prompts
     that share the passages works, with or without left padding. For rows with different passages give
@@ -113,11 +114,12 @@ class CopyConstraint(LogitsProcessor):
             # Inside a citation marker: finish it (its "[" may also be copied text of a passage).
             parts = [torch.tensor(list(self.trie[row.marker]), dtype=torch.long)]
         else:
-            parts = [torch.tensor(self.eos, dtype=torch.long)]
+            parts = []
             if row.marker is not None:  # "[1" may go on to "[12]"
                 parts.append(torch.tensor(list(self.trie[row.marker]), dtype=torch.long))
-            if row.copied:  # a citation follows copied text; the answer does not begin with one
+            if row.copied:  # the answer neither starts with a citation nor is empty
                 parts.append(torch.tensor(list(self.trie[0]), dtype=torch.long))
+                parts.append(torch.tensor(self.eos, dtype=torch.long))
             if row.can_start:
                 parts.append(self.start_ids)
         nxt = self.sequence[row.positions + 1] if len(row.positions) else _NO_POSITIONS
