@@ -25,11 +25,12 @@ from ragtune.core.errors import InputError
 from ragtune.core.schema import SearchHit
 from ragtune.finetune.config import FinetuneConfig
 from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages
+from ragtune.rag.generation.grounding.spans import contains
 
 RAFT_FILE = "raft.jsonl"
 MAX_SENTENCE_WORDS = 30  # longer sentences make rambling questions; their clauses are tried instead
 MIN_QUESTION_WORDS = 5
-_ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "no.", "fig.", "dr.", "mr.", "ms."}
+_ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "fig.", "dr.", "mr.", "ms."}
 _STOP_WORDS = (
     "a an the and or but of to in on at by for with from as is are was were be been it its this that these "
     "those than then so if we our you your they their he she his her not no into per about over under "
@@ -42,7 +43,7 @@ _VERB_WORDS = "comes goes takes uses gives means needs makes runs gets has does 
 _VERBS = frozenset(_VERB_WORDS.split())
 # Numbers: 131,072 / 0.75 / 25 / 0.8 % — not part of an identifier such as SmolLM2-135M or q_proj.
 _NUMBER = re.compile(
-    r"(?<![\w.\-/:])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?%| (?:thousand|million|billion)\b)?(?![\w\-/]|[.:]\d)"
+    r"(?<![\w.\-/:])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?%| (?:thousand|million|billion)\b)?(?![\w\-/]|[.:,]\d)"
 )
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _DATE = re.compile(
@@ -153,6 +154,17 @@ def _spans(sentence: str) -> list[tuple[int, int, str]]:
     return sorted(found, key=lambda f: (order[f[2]], f[0]))
 
 
+_BREAK = r"[;:]\s|\s[—–]\s"
+_AFTER_BREAK = re.compile(rf"\s*(?:{_BREAK}|,\s(?:so|because|which|while|but|and then)\s|\s\()")
+
+
+def _after_break(before: str) -> str:
+    """The text before a fact from its clause's start: "A: For retrieval only, ..." loses "A: ". A dash
+    is kept: in "Double quantization — QLoRA technique that ..." it follows the subject."""
+    parts = re.split(r"[;:]\s", before)
+    return parts[-1] if len(parts) > 1 and len(parts[-1].split()) >= 5 else before
+
+
 def _tidy(text: str) -> str:
     text = text.replace("`", "").replace("*", "")
     text = re.sub(r"\s+", " ", text).strip(" .,;:")
@@ -181,7 +193,7 @@ def question_for(sentence: str, start: int, end: int, kind: str) -> tuple[str, s
     unit = _unit(after.lstrip("`")) if kind == "number" else ""
     copula = _COPULA.match(before.rstrip(" `") + " ")
     if copula and len(copula["subject"].split()) >= 2:
-        subject = copula["subject"]
+        subject = _after_break(copula["subject"])
         if not subject[1:2].isupper():  # "The default ..." -> "the default ...", but "BM25 ..." stays
             subject = subject[:1].lower() + subject[1:]
         verb = copula["verb"]
@@ -200,10 +212,16 @@ def question_for(sentence: str, start: int, end: int, kind: str) -> tuple[str, s
         asked = "whom"
     else:
         asked = "what"
-    before, after = before.rstrip("`"), after.lstrip("`")
+    before, after = _after_break(before.rstrip("`")), after.lstrip("`")
+    # What follows the next clause break only lengthens the question: "... from the first step: usually".
+    after = _AFTER_BREAK.split(after, maxsplit=1)[0]
     # In place: "... re-indexes in about how many seconds instead of 6 minutes?"
     question = _tidy(f"{before}{asked}{after}")
-    if question.count("(") != question.count(")") or question.count("[") != question.count("]"):
+    if (
+        question.count("(") != question.count(")")
+        or question.count("[") != question.count("]")
+        or question.count('"') % 2
+    ):
         return None  # a clause cut out of a bracket: "Roughly what value MB on disk in bfloat16)?"
     return question, span
 
@@ -228,15 +246,10 @@ def facts(text: str, per_chunk: int = 3) -> list[Fact]:
     return out
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+(?:[.,]\d+)*", text.lower())
-
-
 def _has(text: str, span: str) -> bool:
-    """Whether `span` occurs in `text` as whole words (so "16" is not found in "160")."""
-    needle = _words(span)
-    hay = _words(text)
-    return bool(needle) and any(hay[i : i + len(needle)] == needle for i in range(len(hay) - len(needle) + 1))
+    """Whether `span` occurs in `text` as whole tokens ("16" is not in "160"), matched as verification
+    matches an answer against its passage."""
+    return contains(text, span)
 
 
 def _gold_hit(row: Any) -> SearchHit:
