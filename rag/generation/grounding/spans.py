@@ -128,7 +128,7 @@ _ABBREVIATIONS = _words(
 _BLOCK_START = re.compile(r"\s*(?:[-*•–]\s|\d{1,2}[.)]\s|#|\||\[|[A-Z][A-Za-z]{0,3}:\s)")
 _LINE_END = re.compile(r"[.!?:;][\"'”’)\]]*\s*$")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[*•\-]?[A-Z0-9])")
-_BULLET = re.compile(r"[-*•–>#|]+\s+|\d{1,2}[.)]\s+")
+_BULLET = re.compile(r"[-*•–>#]+\s+|\d{1,2}[.)]\s+")
 _MAX_JOINED_LINES = 12
 
 
@@ -370,6 +370,19 @@ _FIT = {
     "value": {"value": 1.0, "number": 0.8, "name": 0.8, "date": 0.4, "sentence": 0.3},
     "phrase": {"value": 0.7, "name": 0.7, "number": 0.7, "date": 0.7, "sentence": 1.0},
 }
+# The unit a question asks for: "how long" wants a duration, "how much RAM" a size. Numbers with
+# another unit (or none) are kept, with this weight.
+_OTHER_UNIT = 0.6
+_WANTED_UNITS = (
+    (
+        re.compile(r"\bhow long\b|\bhow much time\b|\bduration\b|\blatency\b|\btime\b"),
+        re.compile(r"\b(?:ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?)$"),
+    ),
+    (
+        re.compile(r"\b(?:ram|memory|vram|disk|storage|file size|how large|how big)\b"),
+        re.compile(r"(?<![A-Za-z])(?:[KMGT]i?B|kb|mb|gb|tb|bytes?)$", re.IGNORECASE),
+    ),
+)
 _MIN_SENTENCE_SHARE = 0.35  # sentences scoring below this share of the best one are not looked into
 _TOP_SENTENCES = 6
 
@@ -436,6 +449,8 @@ def candidates(question: str, passages: list[str], limit: int = 20) -> list[Cand
     """
     asked = set(content_stems(question))
     kind_fit = _FIT[answer_type(question)]
+    lowered = question.lower()
+    unit_wanted = next((unit for asks, unit in _WANTED_UNITS if asks.search(lowered)), None)
     units = [(n, a, b) for n, p in enumerate(passages, 1) for a, b in sentences(p)]
     stems = [content_stems(passages[n - 1][a:b]) for n, a, b in units]
     scores = _bm25(asked, stems)
@@ -468,6 +483,8 @@ def candidates(question: str, passages: list[str], limit: int = 20) -> list[Cand
             j = max(bisect_right(starts, s - a) - 1, 0)
             distance = min((abs(j - h) for h in hits), default=10)
             score = share * kind_fit[kind] / (1 + 0.1 * distance)
+            if unit_wanted is not None and kind == "number" and not unit_wanted.search(passage[s:e]):
+                score *= _OTHER_UNIT
             keep(Candidate(n, passage[s:e], s, e, sentence, kind, score))
     ranked = sorted(found.values(), key=lambda c: (-c.score, c.n, c.start, c.end))
     return ranked[:limit]

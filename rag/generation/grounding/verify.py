@@ -142,7 +142,7 @@ def _occurrences(claim: str, passage: str) -> list[tuple[int, int]]:
         return found
     for match in NUMBER.finditer(passage):
         stated = _number_unit(match.group())
-        if stated and stated[0] == wanted[0] and "" in (stated[1], wanted[1]) or stated[1] == wanted[1]:
+        if stated and stated[0] == wanted[0] and ("" in (stated[1], wanted[1]) or stated[1] == wanted[1]):
             found.append((match.start(), match.end()))
     return found
 
