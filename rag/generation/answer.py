@@ -62,10 +62,23 @@ class AnswerConfig:
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "Instructions given to the model."})
     instruction: str = field(default=INSTRUCTION, metadata={"help": "Appended after the question."})
     refusal: str = field(default=REFUSAL, metadata={"help": "The answer when no chunk is relevant."})
+    answer_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "free: the model writes the answer (then it is verified); extractive: the best span "
+            "of the passages, ranked by the model; constrained: the model may only copy from the "
+            "passages; grounded: extractive + constrained + verification + calibrated abstention; "
+            "auto: grounded for models under 1B parameters, free otherwise.",
+            "choices": ("auto", "free", "extractive", "constrained", "grounded"),
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise InputError(f"k={self.k}: must be >= 1")
+        modes = AnswerConfig.__dataclass_fields__["answer_mode"].metadata["choices"]
+        if self.answer_mode not in modes:
+            raise InputError(f"answer_mode={self.answer_mode!r}: use one of {', '.join(modes)}")
         if self.history_turns < 0:
             raise InputError(f"history_turns={self.history_turns}: must be >= 0")
         if self.max_context_tokens < 16:
