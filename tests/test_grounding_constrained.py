@@ -166,3 +166,8 @@ def test_with_end_the_end_of_turn_token_is_scored_too(llm: LocalLLM):
 
 def test_an_empty_continuation_scores_minus_infinity(llm: LocalLLM):
     assert llm.score_continuations(prompt([LORA]), ["", "alpha"])[0] == float("-inf")
+
+
+def test_a_constraint_needs_some_passage_text(llm: LocalLLM):
+    with pytest.raises(InputError, match="non-empty passage"):
+        copy_constraint(llm.tokenizer, ["", "   "])

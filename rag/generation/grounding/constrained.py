@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from ragtune.core.errors import InputError
+
 SENTENCE_END = (".", "!", "?")
 _NO_POSITIONS = np.zeros(0, dtype=np.int64)
 
@@ -46,8 +48,8 @@ class CopyConstraint(LogitsProcessor):
     (beams reorder rows between steps).
 
     `prompt_length` is the width of `input_ids` when generation starts (the padded width for a batch);
-    None takes the width at the first call, and a call whose width does not grow by one token starts
-    a new generation.
+    None takes the width at the first call. A call whose width does not grow by one token, or equals
+    `prompt_length`, starts a new generation, so one constraint may serve several in turn.
     """
 
     def __init__(
@@ -64,8 +66,8 @@ class CopyConstraint(LogitsProcessor):
         self.sentence_end = sentence_end  # per position: a new segment may start after it
         self.prompt_length = prompt_length
         self.eos = sorted(set(eos_token_ids))
-        # token id -> its positions: every one (to continue a segment) and word starts (to begin one)
-        self.positions = _index(sequence, np.ones(len(sequence), dtype=bool))
+        # token id -> the positions where it starts a word, i.e. where a copied segment may begin;
+        # continuing a segment only needs `sequence` itself (the token after each current position).
         self.starts = _index(sequence, word_start)
         # A space-toggled variant ("port" for " port") may begin a segment where its original does.
         for alias, originals in aliases.items():
@@ -74,7 +76,7 @@ class CopyConstraint(LogitsProcessor):
                 found.append(self.starts[alias])
             if found:
                 self.starts[alias] = np.unique(np.concatenate(found))
-        self.start_ids = torch.tensor(sorted(self.starts), dtype=torch.long)
+        self.start_ids = np.array(sorted(self.starts), dtype=np.int64)
         self.trie, self.terminal = _trie(markers)
         self._rows: list[_Row] = []
         self._seen = -1  # input_ids width at the last call
@@ -88,10 +90,12 @@ class CopyConstraint(LogitsProcessor):
         fresh = (
             not self._rows
             or len(self._rows) != input_ids.shape[0]
-            or (width == self.prompt_length if self.prompt_length is not None else width != self._seen + 1)
+            or width != self._seen + 1
+            or width == self.prompt_length
         )
         if fresh:
-            start = self.prompt_length if self.prompt_length is not None else width
+            known = self.prompt_length is not None and self.prompt_length <= width
+            start = self.prompt_length if known else width
             self._rows = [_Row() for _ in range(input_ids.shape[0])]
             generated = input_ids[:, start:].tolist()  # non-empty only when joining mid-generation
         else:
@@ -102,30 +106,26 @@ class CopyConstraint(LogitsProcessor):
                 self._advance(row, token)
         banned = np.ones(scores.shape, dtype=bool)
         for i, row in enumerate(self._rows):
-            banned[i, self.allowed(row).numpy() if not row.done else slice(None)] = False
+            banned[i, self._allowed(row) if not row.done else slice(None)] = False
         if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
             # On a CPU the masking is done in numpy: a torch op over the vocabulary wakes torch's thread
             # pool, which cost 8-16 ms a step on a busy 2-core machine against ~0.2 ms for this.
             return torch.from_numpy(np.where(banned, -np.inf, scores.numpy()).astype(scores.numpy().dtype))
         return scores.masked_fill(torch.from_numpy(banned).to(scores.device), float("-inf"))
 
-    def allowed(self, row: _Row) -> torch.Tensor:
+    def _allowed(self, row: _Row) -> np.ndarray:
         """Token ids `row` may produce next."""
-        if row.marker is not None and row.marker not in self.terminal:
-            # Inside a citation marker: finish it (its "[" may also be copied text of a passage).
-            parts = [torch.tensor(list(self.trie[row.marker]), dtype=torch.long)]
-        else:
-            parts = []
-            if row.marker is not None:  # "[1" may go on to "[12]"
-                parts.append(torch.tensor(list(self.trie[row.marker]), dtype=torch.long))
+        nxt = self.sequence[row.positions + 1] if len(row.positions) else _NO_POSITIONS
+        parts = [nxt[nxt >= 0]]
+        if row.marker is not None:  # inside a marker, or "[1]" that may still become "[12]"
+            parts.append(np.fromiter(self.trie[row.marker], dtype=np.int64))
+        if row.marker is None or row.marker in self.terminal:  # not in the middle of a marker
             if row.copied:  # the answer neither starts with a citation nor is empty
-                parts.append(torch.tensor(list(self.trie[0]), dtype=torch.long))
-                parts.append(torch.tensor(self.eos, dtype=torch.long))
+                parts.append(np.fromiter(self.trie[0], dtype=np.int64))
+                parts.append(np.array(self.eos, dtype=np.int64))
             if row.can_start:
                 parts.append(self.start_ids)
-        nxt = self.sequence[row.positions + 1] if len(row.positions) else _NO_POSITIONS
-        parts.append(torch.from_numpy(nxt[nxt >= 0]))
-        return torch.cat(parts).unique()
+        return np.unique(np.concatenate(parts))
 
     def _advance(self, row: _Row, token: int) -> None:
         if row.done:
@@ -195,6 +195,8 @@ def copy_constraint(
             ids.append(-1)
             word_start.append(False)
             sentence_end.append(False)
+    if not ids:
+        raise InputError("copy_constraint needs at least one non-empty passage to copy from")
     sequence = np.array(ids, dtype=np.int64)
     starts = sorted({t for t, s in zip(ids, word_start, strict=True) if s})
     markers = [
