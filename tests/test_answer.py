@@ -160,9 +160,12 @@ def test_bad_answer_config_names_the_field():
 
 
 def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_llm_dir):
-    """The whole path with a real (random) transformers model: chat template, generate, stream."""
+    """The whole free-generation path with a real (random) transformers model: chat template, generate,
+    stream, then verification."""
     llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=6))
-    rag = RAG.open(tmp_path / "index", embedder=embedder, generator=llm)
+    rag = RAG.open(
+        tmp_path / "index", embedder=embedder, generator=llm, answer=AnswerConfig(answer_mode="free")
+    )
     rag.ingest(corpus, progress=False)
     answer = rag.ask("how does LoRA learn a low-rank update?")
     assert answer.text and answer.sources
@@ -170,6 +173,21 @@ def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_ll
     pieces = list(stream)
     assert len(pieces) >= 2
     assert stream.answer.text == answer.text  # greedy: streamed and whole answers agree
+    assert answer.mode == "free"
+
+
+def test_a_small_model_answers_with_a_verified_span_by_default(tmp_path, corpus, embedder, tiny_llm_dir):
+    """auto picks the grounded mode for a model under 1B parameters: the answer is a passage's own text,
+    cited, verified, with the sentence that holds it."""
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=6))
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm) as rag:
+        rag.ingest(corpus, progress=False)
+        answer = rag.ask("What does QLoRA quantize the base model to?")
+    assert answer.mode == "grounded" and answer.verified and not answer.refused
+    (n,) = answer.citations
+    span = answer.text.removesuffix(f" [{n}]")
+    assert span in answer.sources[n - 1].text
+    assert answer.supports[0].n == n and span in answer.supports[0].span
 
 
 class SmallWindowLLM(ScriptedLLM):
@@ -186,6 +204,7 @@ def words(n: int, word: str = "lora") -> str:
 
 
 def answerer_over(hits: list[SearchHit], llm: ScriptedLLM, **config) -> Answerer:
+    config = {"answer_mode": "free", **config}  # these tests are about the prompt the model writes from
     return Answerer(lambda q, k, mode: hits, lambda: llm, AnswerConfig(min_scores={}, **config))
 
 

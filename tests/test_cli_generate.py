@@ -56,6 +56,16 @@ def test_ask_streams_an_answer_and_lists_the_sources(capsys, index: str, tiny_ll
     assert code == 0
     answer, sources = out.split("\nSources:\n")
     assert answer.strip() and "[1] " in sources
+    # A model under 1B parameters answers in the grounded mode: a span of a passage, verified.
+    assert "  (verified against [" in sources and "] (grounded))" in sources
+
+
+def test_ask_in_free_mode_says_when_the_answer_cannot_be_verified(capsys, index: str, tiny_llm_dir: Path):
+    argv = ["ask", "what does QLoRA quantize?", "--index", index, "--model", str(tiny_llm_dir)]
+    code, out, _ = run(capsys, *argv, "--max-new-tokens", "4", "--min-score", "-1", "--answer-mode", "free")
+    assert code == 0
+    # A random model's four words hold no number or name from the passages, or hold one by chance.
+    assert "(not verified (free): " in out or "(verified against [" in out
 
 
 def test_ask_says_what_it_cut_to_fit_the_models_context(capsys, index: str, tiny_llm_dir: Path):
@@ -95,6 +105,9 @@ def test_ask_as_json(capsys, index: str, tiny_llm_dir: Path):
     )
     answer = json.loads(out)
     assert code == 0 and answer["answer"] and answer["sources"][0]["n"] == 1 and answer["refused"] is False
+    assert answer["mode"] == "grounded" and answer["verified"] is True
+    (support,) = answer["supports"]
+    assert support["n"] == answer["citations"][0] and support["span"]
 
 
 def test_ask_refuses_when_nothing_is_relevant_enough(capsys, index: str):

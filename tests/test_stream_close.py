@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune import RAG, GeneratorConfig, LocalLLM
+from ragtune import RAG, AnswerConfig, GeneratorConfig, LocalLLM
 
 QUESTION = "how does LoRA learn a low-rank update?"
 MAX_NEW_TOKENS = 60
@@ -33,7 +33,9 @@ def forward_calls(llm: LocalLLM) -> list[int]:
 
 @pytest.fixture
 def real_rag(tmp_path: Path, corpus: Path, embedder, llm: LocalLLM) -> RAG:
-    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm) as opened:
+    # Free generation: the mode whose answer is streamed token by token (a grounded one comes whole).
+    free = AnswerConfig(answer_mode="free")
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm, answer=free) as opened:
         opened.ingest(corpus, progress=False)
         yield opened
 

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from ragtune.core.errors import InputError
 from ragtune.core.schema import SearchHit
+from ragtune.rag.generation import grounded
+from ragtune.rag.generation.grounding.verify import Support
 from ragtune.rag.generation.window import DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_NEW_TOKENS, fit_prompt
 
 SYSTEM_PROMPT = (
@@ -115,6 +117,9 @@ class Answer:
     reason: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # what was left out to fit the model's context
+    mode: str = "free"  # the answering mode that produced it (AnswerConfig.answer_mode, auto resolved)
+    verified: bool = False  # every number, date and name of the answer is in the passage it cites
+    supports: list[Support] = field(default_factory=list)  # per cited passage: the span that holds it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,7 +127,10 @@ class Answer:
             "answer": self.text,
             "refused": self.refused,
             "reason": self.reason,
+            "mode": self.mode,
+            "verified": self.verified,
             "citations": self.citations,
+            "supports": [{"n": s.n, "span": s.span, "start": s.start, "end": s.end} for s in self.supports],
             "sources": [{"n": n, **hit.to_dict()} for n, hit in enumerate(self.sources, 1)],
             "seconds": self.seconds,
             "notes": self.notes,
@@ -287,7 +295,7 @@ class Answerer:
         self, question: str, *, history: list[Turn] | None = None, stream: bool = False
     ) -> Answer | AnswerStream:
         prepared = self._prepare(question, history or [])
-        if isinstance(prepared, Answer):  # a refusal before the model was needed
+        if isinstance(prepared, Answer):  # a refusal, or a grounded answer: no free text to stream
             return AnswerStream(iter([prepared.text]), lambda _text: prepared) if stream else prepared
         messages, finish = prepared
         llm = self.llm()
@@ -352,6 +360,12 @@ class Answerer:
                 fitted.notes,
             )
         sources = chosen[: len(fitted.passages)]
+        passages = [hit.text for hit in sources]
+        mode = grounded.resolve(self.config.answer_mode, llm)
+        if mode != "free":
+            top = max((h.scores.get("dense", 0.0) for h in chosen), default=0.0)
+            result = grounded.answer(mode, question, passages, fitted.messages, llm, self.config.refusal, top)
+            return _answer(question, sources, result, mode, time.perf_counter() - started, fitted.notes)
         prepared_in = time.perf_counter() - started
 
         def finish(text: str, generated_in: float | None = None) -> Answer:
@@ -359,18 +373,33 @@ class Answerer:
             text = text.strip()
             refused = is_refusal(text)
             seconds = time.perf_counter() - started if generated_in is None else prepared_in + generated_in
-            return Answer(
-                question=question,
-                text=text,
-                sources=sources,
-                citations=citations(text, len(sources)),
-                refused=refused,
-                reason="the model found no answer in the passages" if refused else "",
-                seconds=seconds,
-                notes=fitted.notes,
-            )
+            result = grounded.checked(text, passages, refused, "the model found no answer in the passages")
+            return _answer(question, sources, result, "free", seconds, fitted.notes)
 
         return fitted.messages, finish
+
+
+def _answer(
+    question: str,
+    sources: list[SearchHit],
+    result: grounded.Grounded,
+    mode: str,
+    seconds: float,
+    notes: list[str],
+) -> Answer:
+    return Answer(
+        question=question,
+        text=result.text,
+        sources=sources,
+        citations=result.citations,
+        refused=result.refused,
+        reason=result.reason,
+        seconds=seconds,
+        notes=notes,
+        mode=mode,
+        verified=result.verified,
+        supports=list(result.supports),
+    )
 
 
 def generate_many(llm: LLM, conversations: list[list[dict[str, str]]]) -> list[str]:
