@@ -67,11 +67,13 @@ def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
                     found = found[:TOP]
                     logps = llm.score_continuations(messages, [c.text for c in found], with_end=True)
                     row["retrieval"] = max(h.scores.get("dense", 0.0) for h in chosen)
+                    row["in_passages"] = any(contains_gold(p, q.golds(phase)) for p in passages)
                     row["candidates"] = [
                         {
                             "lexical": c.score,
                             "logp": max(lp, -20.0),
                             "correct": contains_gold(c.text, q.golds(phase)),
+                            "sentence_correct": contains_gold(c.sentence, q.golds(phase)),
                         }
                         for c, lp in zip(found, logps, strict=True)
                     ]
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             except InputError as exc:
                 print(f"skipping suite {name}: {exc}")
     print(f"{len(rows)} dev question-phases from {', '.join(used)} in {time.perf_counter() - started:.0f} s")
+    answerable = [r for r in rows if r["answerable"]]
+    held = sum(bool(r.get("in_passages")) for r in answerable) / max(len(answerable), 1)
+    oracle = sum(any(c["correct"] for c in r.get("candidates") or []) for r in answerable) / max(
+        len(answerable), 1
+    )
+    print(f"  answerable: gold in the passages {held:.3f}; in some candidate span {oracle:.3f}")
     scored = {w: outcome(rows, w, None)["accuracy"] for w in WEIGHTS}
     for w, acc in scored.items():
         print(f"  model weight {w:<5} dev accuracy of the top span {acc:.3f}")
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"chosen: model weight {weight}, weights {np.round(w, 3).tolist()}, bias {b:.3f}, threshold {best_threshold:.2f}"
     )
+    sentence = sum(bool((t := top_of(r, weight)) and t["sentence_correct"]) for r in answerable)
+    print(f"  the top span's whole sentence as the answer: accuracy {sentence / max(len(answerable), 1):.3f}")
     print("dev, no abstention:  ", outcome(rows, weight, None))
     print("dev, with abstention:", outcome(rows, weight, fitted))
     if args.fit:
