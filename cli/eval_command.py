@@ -9,6 +9,7 @@ from pathlib import Path
 from ragtune.cli.options import ConfigOptions
 from ragtune.core.errors import InputError
 from ragtune.eval.run import EvalConfig
+from ragtune.eval.setups import DEFAULT_SETUPS, setups_help
 
 # Every EvalConfig field is an option (--model, -k, --seed, --retrain, --quick ...), declared once there.
 EVAL = ConfigOptions(EvalConfig, flags={"k": ("-k",)})
@@ -17,7 +18,10 @@ EVAL = ConfigOptions(EvalConfig, flags={"k": ("-k",)})
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", nargs="?", help="suite folder (docs/v1, optional docs/v2, questions.jsonl)")
     parser.add_argument("--out", help="folder for answers.jsonl, results.json, report.md and plots/")
-    parser.add_argument("--setups", help="comma-separated setups to run (default: closed-book,rag,ft,ft+rag)")
+    parser.add_argument(
+        "--setups",
+        help=f"comma-separated setups to run (default: {','.join(DEFAULT_SETUPS)}); all of them: {setups_help()}",
+    )
     parser.add_argument("--resume", action="store_true", help="keep the answers already in --out")
     parser.add_argument(
         "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="per-metric differences B - A of two runs"
@@ -40,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results))
         return 0
     out = Path(args.out)
-    print(f"results written to {out / 'results.json'}, report to {out / 'report.md'}, plots to {out / 'plots'}")
+    print(
+        f"results written to {out / 'results.json'}, report to {out / 'report.md'}, plots to {out / 'plots'}"
+    )
     for setup, phases in results["setups"].items():
         for phase, metrics in phases.items():
             acc = metrics.get("accuracy", {})

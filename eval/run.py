@@ -1,9 +1,11 @@
 """`run_suite`: answer a suite's questions with every setup, in both document versions, and write
 answers.jsonl, results.json, report.md and plots/.
 
-Phase v1: index docs/v1, fine-tune on its chunks (only when a fine-tuned setup is asked), answer.
-Phase v2: bring the same index to docs/v2 incrementally, keep the v1 adapter, answer against v2 gold;
+Phase v1: index docs/v1, fine-tune on its chunks (only the adapters the asked setups carry), answer.
+Phase v2: bring the same index to docs/v2 incrementally, keep the v1 adapters, answer against v2 gold;
 with `retrain`, also fine-tune on v2 and measure the fine-tuned setups again as "ft-retrained" etc.
+`split` keeps the suite's dev or test questions only (Question.split), so settings tuned on dev are
+reported on test.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 from ragtune.core.errors import InputError
 from ragtune.eval import setups as setups_module
-from ragtune.eval.setups import SETUPS, Setup, retrained
-from ragtune.eval.suite import load_suite
-from ragtune.eval.workspace import Costs, adapter_ready, sync_folder, timed, train_adapter
+from ragtune.eval.setups import DEFAULT_SETUPS, SETUPS, Setup, retrained
+from ragtune.eval.suite import SPLITS, load_suite
+from ragtune.eval.workspace import Workspace
 
 ANSWERS = "answers.jsonl"
 RESULTS = "results.json"
@@ -49,6 +51,14 @@ class EvalConfig:
         default=None, metadata={"help": "Stop fine-tuning after this many steps; not set: whole epochs."}
     )
     finetune_lr: float = field(default=5e-4, metadata={"help": "Fine-tuning learning rate."})
+    split: str = field(
+        default="all",
+        metadata={
+            "help": "Questions to run: all, or the suite's dev or test split (from a hash of each id, "
+            "or the line's split key). Tune on dev, report on test.",
+            "choices": ("all", *SPLITS),
+        },
+    )
     retrain: bool = field(
         default=False, metadata={"help": "Also fine-tune on v2 and measure the fine-tuned setups again."}
     )
@@ -67,6 +77,8 @@ class EvalConfig:
         for name in ("k", "max_new_tokens", "quick_questions", "quick_steps", "resamples", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.split not in ("all", *SPLITS):
+            raise InputError(f"split={self.split!r}: use all, {', '.join(SPLITS)}")
         if self.finetune_steps is not None and self.finetune_steps < 1:
             raise InputError(f"finetune_steps={self.finetune_steps}: must be >= 1")
 
@@ -92,8 +104,9 @@ class EvalConfig:
 
 
 def parse_setups(names: Sequence[str] | str | None) -> list[str]:
+    """The setup names asked for, in order, once each; None: DEFAULT_SETUPS."""
     if names is None:
-        return list(SETUPS)
+        return list(DEFAULT_SETUPS)
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETUPS]
@@ -103,11 +116,15 @@ def parse_setups(names: Sequence[str] | str | None) -> list[str]:
 
 
 def select_questions(suite: Any, config: EvalConfig) -> list[Any]:
+    """The split's questions; in a quick run, the first few of each kind among them."""
+    questions = [q for q in suite.questions if config.split in ("all", q.split)]
+    if not questions:
+        raise InputError(f"{suite.name} has no {config.split} questions: run with --split all")
     if not config.quick:
-        return list(suite.questions)
+        return questions
     taken: dict[str, int] = {}
     chosen = []
-    for q in suite.questions:
+    for q in questions:
         if taken.get(q.kind, 0) < config.quick_questions:
             taken[q.kind] = taken.get(q.kind, 0) + 1
             chosen.append(q)
@@ -131,78 +148,13 @@ def read_answers(path: Path) -> dict[tuple[str, str, str], dict]:
     return done
 
 
-class _Runner:
-    def __init__(self, suite, out: Path, config: EvalConfig, resume: bool, progress: bool, llm, embedder):
-        self.suite, self.out, self.config, self.progress = suite, out, config, progress
-        self.embedder = embedder
-        self.costs = Costs(out / "costs.json", resume)
-        self.models: dict[str | None, Any] = {None: llm} if llm is not None else {}
-        self.index_at: str | None = None
-        self.docs, self.index = out / "docs", out / "index"
-
-    def model(self, adapter_phase: str | None):
-        """The base model (None) or base + the adapter trained on that phase's documents, loaded once."""
-        if adapter_phase not in self.models:
-            from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
-
-            adapter = str(self.out / "adapters" / adapter_phase) if adapter_phase else None
-            self.models[adapter_phase] = LocalLLM.load(
-                GeneratorConfig(
-                    model=self.config.model,
-                    adapter=adapter,
-                    max_new_tokens=self.config.max_new_tokens,
-                    seed=self.config.seed,
-                )
-            )
-        return self.models[adapter_phase]
-
-    def _ingest(self) -> float:
-        from ragtune.rag.api import RAG
-
-        rag = RAG.open(self.index, embedder=self.embedder)
-        try:
-            return timed(rag.ingest, self.docs, progress=self.progress)[1]
-        finally:
-            rag.close()
-
-    def bring_index_to(self, phase: str, needs_adapter: bool) -> None:
-        """Index v1 from scratch, fine-tune on it when asked, then (for v2) update the same index."""
-        if self.index_at is None:
-            shutil.rmtree(self.docs, ignore_errors=True)
-            shutil.rmtree(self.index, ignore_errors=True)
-            sync_folder(self.suite.docs["v1"], self.docs)
-            self.costs.record("index_seconds", self._ingest())
-            self.index_at = "v1"
-        if self.index_at == "v1" and needs_adapter:
-            self.ensure_adapter("v1", "finetune_seconds")
-        if phase == "v2" and self.index_at == "v1":
-            sync_folder(self.suite.docs["v2"], self.docs)
-            self.costs.record("reingest_seconds", self._ingest())
-            self.index_at = "v2"
-
-    def ensure_adapter(self, phase: str, cost: str) -> None:
-        folder = self.out / "adapters" / phase
-        if not adapter_ready(folder):
-            seconds = train_adapter(self.config.finetune_config(), self.index, folder, self.progress)
-            self.costs.record(cost, seconds)
-
-    def rag_for(self, adapter_phase: str | None):
-        from ragtune.rag.api import RAG
-        from ragtune.rag.generation.answer import AnswerConfig
-
-        return RAG.open(
-            self.index,
-            embedder=self.embedder,
-            generator=self.model(adapter_phase),
-            answer=AnswerConfig(k=self.config.k),
-        )
-
-
 def plan(names: list[str], phase: str, retrain: bool) -> list[tuple[str, Setup, str | None]]:
-    """(output name, setup, adapter phase) for each measurement of a phase."""
-    rows = [(n, SETUPS[n], "v1" if SETUPS[n].finetuned else None) for n in names]
+    """(output name, setup, adapter folder or None) for each measurement of a phase."""
+    rows = [(n, SETUPS[n], SETUPS[n].adapter_folder("v1")) for n in names]
     if phase == "v2" and retrain:
-        rows += [(retrained(n), SETUPS[n], "v2") for n in names if SETUPS[n].finetuned]
+        rows += [
+            (retrained(n), SETUPS[n], SETUPS[n].adapter_folder("v2")) for n in names if SETUPS[n].finetuned
+        ]
     return rows
 
 
@@ -237,17 +189,19 @@ def run_suite(
         answers_path.write_text("")
         shutil.rmtree(out / "adapters", ignore_errors=True)
     done = read_answers(answers_path)
-    runner = _Runner(suite, out, config, resume, progress, llm, embedder)
+    runner = Workspace(suite, out, config, resume, progress, llm, embedder)
     with answers_path.open("a") as sink:
         for phase in suite.phases:
             rows = plan(names, phase, config.retrain)
             todo = [r for r in rows if any((r[0], phase, q.id) not in done for q in questions)]
             if any(s.retrieval or s.finetuned for _n, s, _a in todo):
-                runner.bring_index_to(phase, any(s.finetuned for _n, s, _a in rows))
-            if phase == "v2" and any(a == "v2" for _n, _s, a in todo):
-                runner.ensure_adapter("v2", "retrain_seconds")
-            for name, setup, adapter_phase in todo:
-                _answer_all(runner, name, setup, adapter_phase, phase, questions, done, sink, tqdm)
+                # Every v1 adapter of the run, not only those still to answer: once the index moves
+                # to v2, a v1 adapter missing after an interruption could no longer be trained on v1.
+                runner.bring_index_to(phase, {a for _n, s, a in rows if a and a == s.adapter_folder("v1")})
+            for adapter in sorted({a for _n, s, a in todo if a and a == s.adapter_folder("v2")}):
+                runner.ensure_adapter(adapter)
+            for name, setup, adapter in todo:
+                _answer_all(runner, name, setup, adapter, phase, questions, done, sink, tqdm)
     results = summarise_run(suite, config, names, questions, done, runner.costs.values)
     (out / RESULTS).write_text(json.dumps(results, indent=2))
     _write_extras(out)
@@ -266,7 +220,7 @@ def _reused(setup: Setup, phase: str, name: str, q: Any, done: dict) -> dict | N
     return {**{k: first.get(k) for k in keys}, "same_as": "v1"}
 
 
-def _answer_all(runner, name, setup, adapter_phase, phase, questions, done, sink, tqdm) -> None:
+def _answer_all(runner, name, setup, adapter, phase, questions, done, sink, tqdm) -> None:
     from ragtune.eval.metrics import score
 
     missing = [q for q in questions if (name, phase, q.id) not in done]
@@ -297,8 +251,8 @@ def _answer_all(runner, name, setup, adapter_phase, phase, questions, done, sink
     rag = None
     try:
         if to_generate:
-            llm = runner.model(adapter_phase)
-            rag = runner.rag_for(adapter_phase) if setup.retrieval else None
+            llm = runner.model(adapter)
+            rag = runner.rag_for(adapter, setup.answer_mode) if setup.retrieval else None
         size = runner.config.batch_size
         for first in range(0, len(to_generate), size):
             batch = to_generate[first : first + size]
@@ -382,7 +336,9 @@ def _check_settings(path: Path, suite: Any, config: EvalConfig, resume: bool) ->
     for name in _FREE_ON_RESUME:
         settings.pop(name)
     if resume and path.is_file():
-        before = json.loads(path.read_text())
+        # A setting added since that run was written (e.g. split) counts as its default there.
+        defaults = {k: v for k, v in dataclasses.asdict(EvalConfig()).items() if k not in _FREE_ON_RESUME}
+        before = {**defaults, **json.loads(path.read_text())}
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         if changed:
             shown = ", ".join(f"{k}={before.get(k)!r} then {settings.get(k)!r}" for k in changed)

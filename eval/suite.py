@@ -2,17 +2,24 @@
 
     SUITE/docs/v1/          the documents
     SUITE/docs/v2/          optional: the same collection later (facts edited, pages added, removed)
-    SUITE/questions.jsonl   {"id", "question", "answer", "alt"?, "answer_v2"?, "alt_v2"?, "doc"?, "note"?}
+    SUITE/questions.jsonl   {"id", "question", "answer", "alt"?, "answer_v2"?, "alt_v2"?, "doc"?, "split"?,
+                             "note"?}
 
 `answer` is the gold against v1 (null: v1 does not answer it); `answer_v2` the gold against v2 (absent:
 same as `answer`; null: v2 does not answer it). `alt` lists accepted aliases of `answer`; `alt_v2` those
 of `answer_v2` (absent: `alt` when the answer did not change, else none). `doc` is the supporting
 document's path relative to the version folder. A suite whose documents may not be redistributed ships
 a source.json instead of docs/, and its documents are built locally (ragtune.eval.fetch).
+
+Every question belongs to the "dev" or the "test" split, so settings can be tuned on one half and
+reported on the other: by default from a hash of its id (the first byte of sha1(id) even: dev), which
+halves any suite without editing it and never moves a question when others are added; a "split" key
+("dev" or "test") on the line overrides it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -23,7 +30,8 @@ from ragtune.core.errors import InputError
 PHASES = ("v1", "v2")
 KINDS = ("unchanged", "changed", "added", "removed", "unanswerable")
 QUESTIONS = "questions.jsonl"
-_KEYS = {"id", "question", "answer", "alt", "answer_v2", "alt_v2", "doc", "note"}
+SPLITS = ("dev", "test")
+_KEYS = {"id", "question", "answer", "alt", "answer_v2", "alt_v2", "doc", "split", "note"}
 _SHOWN_ERRORS = 8
 BUNDLED = Path(__file__).resolve().parent / "suites"
 
@@ -39,6 +47,12 @@ class Question:
     answer_v2: str | None = None
     alt_v2: tuple[str, ...] = ()
     doc: str | None = None
+    split_given: str | None = None  # the line's "split" key; None: the split follows from the id
+
+    @property
+    def split(self) -> str:
+        """ "dev" or "test": as the line says, else from the id's hash (stable across runs and machines)."""
+        return self.split_given or id_split(self.id)
 
     def gold(self, phase: str) -> str | None:
         return self.answer if phase == "v1" else self.answer_v2
@@ -58,6 +72,11 @@ class Question:
         if self.answer_v2 is None:
             return "removed"
         return "unchanged" if self.answer == self.answer_v2 else "changed"
+
+
+def id_split(qid: str) -> str:
+    """The default split of a question id: dev when the first byte of sha1(id) is even, else test."""
+    return SPLITS[hashlib.sha1(qid.encode("utf-8")).digest()[0] % 2]
 
 
 @dataclass
@@ -101,6 +120,14 @@ def _doc(value: Any) -> str | None:
     return str(path)
 
 
+def _split(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in SPLITS:
+        raise ValueError(f"split must be {' or '.join(SPLITS)} (or absent: from the id), not {value!r}")
+    return value
+
+
 def parse_question(obj: Any, has_v2: bool) -> Question:
     """One questions.jsonl object as a Question; ValueError says what is wrong with it."""
     if not isinstance(obj, dict):
@@ -127,7 +154,16 @@ def parse_question(obj: Any, has_v2: bool) -> Question:
     # Aliases of an answer that changed would accept the stale answer: they carry over only unchanged.
     same = alt if answer_v2 == answer else ()
     alt_v2 = _aliases(obj["alt_v2"], "alt_v2") if "alt_v2" in obj else same
-    return Question(str(qid).strip(), text.strip(), answer, alt, answer_v2, alt_v2, _doc(obj.get("doc")))
+    return Question(
+        str(qid).strip(),
+        text.strip(),
+        answer,
+        alt,
+        answer_v2,
+        alt_v2,
+        _doc(obj.get("doc")),
+        split_given=_split(obj.get("split")),
+    )
 
 
 def _check_doc(question: Question, docs: dict[str, Path]) -> None:
