@@ -301,3 +301,60 @@ def test_fine_tuning_sees_the_documents_and_never_the_questions(
     for q in QUESTIONS:
         assert q["question"] not in training
     assert "crown" not in training.lower()
+
+
+@pytest.fixture(scope="module")
+def grounded_raft_run(tmp_path_factory, tiny_llm_dir) -> Path:
+    """rag-grounded and raft+rag on the tiny suite with the tiny Llama, the RAFT adapter re-trained on v2."""
+    root = tmp_path_factory.mktemp("eval-raft")
+    out = root / "run"
+    run_suite(
+        write_suite(root / "suite"),
+        out,
+        setups="rag-grounded,raft+rag",
+        config=tiny_config(tiny_llm_dir, retrain=True),
+        progress=False,
+        embedder=FakeEmbedder(),
+    )
+    return out
+
+
+def test_answer_mode_and_raft_setups_write_answers_under_their_names(grounded_raft_run):
+    records = lines(grounded_raft_run)
+    assert sorted({(r["setup"], r["phase"]) for r in records}) == [
+        ("raft+rag", "v1"),
+        ("raft+rag", "v2"),
+        ("raft+rag-retrained", "v2"),
+        ("rag-grounded", "v1"),
+        ("rag-grounded", "v2"),
+    ]
+    # Answers not declined before generation (no relevant chunk) come from the setup's own mode.
+    generated = [r for r in records if not r["reason"].startswith("no chunk")]
+    assert {r["mode"] for r in generated if r["setup"] == "rag-grounded"} == {"grounded"}
+    assert {r["mode"] for r in generated if r["setup"].startswith("raft+rag")} == {"free"}
+
+
+def test_raft_adapters_are_trained_per_phase_into_their_own_folders(grounded_raft_run):
+    from ragtune.finetune.config import FinetuneConfig
+
+    assert sorted(p.name for p in (grounded_raft_run / "adapters").iterdir()) == ["raft-v1", "raft-v2"]
+    config, _run = FinetuneConfig.load(grounded_raft_run / "adapters" / "raft-v1")
+    assert config.raft
+    costs = json.loads((grounded_raft_run / "results.json").read_text())["costs"]
+    assert costs["raft_seconds"] > 0 and costs["raft_retrain_seconds"] > 0
+    assert costs["finetune_seconds"] is None  # no setup carries the docs adapter
+
+
+def test_raft_training_data_comes_from_each_phase_documents_and_never_the_questions(grounded_raft_run):
+    """RAFT questions are generated from the chunks: none of the suite's questions or unanswerable
+    facts reaches the training data, and each phase's data holds only that phase's documents."""
+    data = {}
+    for phase in ("v1", "v2"):
+        path = grounded_raft_run / "adapters" / f"raft-{phase}" / "raft.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        data[phase] = "\n".join(m["content"] for r in records for m in r["messages"])
+    assert "The colony has 40 nests" in data["v1"] and "red kite" not in data["v1"]
+    assert "The colony has 55 nests" in data["v2"] and "barn owl" not in data["v2"]  # owl.md removed
+    for q in QUESTIONS:
+        assert q["question"] not in data["v1"] and q["question"] not in data["v2"]
+    assert "crown" not in (data["v1"] + data["v2"]).lower()

@@ -122,3 +122,39 @@ def test_a_bundled_suite_loads_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     suite = load_suite("heron")
     assert suite.name == "heron" and suite.phases == ["v1", "v2"] and len(suite.questions) >= 60
+
+
+def test_each_question_falls_in_the_split_its_id_hashes_to(tmp_path):
+    """sha1(id)'s first byte even: dev. Pinned here so a question never changes split between versions."""
+    suite = load_suite(make_suite(tmp_path, GOOD))
+    assert [(q.id, q.split) for q in suite.questions] == [
+        ("lake", "test"),
+        ("nests", "dev"),
+        ("kite", "dev"),
+        ("owl", "dev"),
+        ("crown", "test"),
+    ]
+
+
+def test_a_bundled_suite_splits_about_half_and_half_in_every_load():
+    first, again = load_suite("heron"), load_suite("heron")
+    splits = [q.split for q in first.questions]
+    assert splits == [q.split for q in again.questions]
+    dev, test = splits.count("dev"), splits.count("test")
+    assert dev + test == len(splits) and min(dev, test) >= 0.4 * len(splits)
+
+
+def test_a_split_key_on_the_line_overrides_the_hash(tmp_path):
+    lines = [{**GOOD[0], "split": "dev"}, {**GOOD[1], "split": "test"}, GOOD[4]]
+    suite = load_suite(make_suite(tmp_path, lines))
+    assert [(q.id, q.split) for q in suite.questions] == [
+        ("lake", "dev"),
+        ("nests", "test"),
+        ("crown", "test"),
+    ]
+
+
+def test_a_bad_split_value_is_a_numbered_bad_line(tmp_path):
+    lines = [GOOD[0], {**GOOD[1], "split": "train"}]
+    with pytest.raises(InputError, match=r"1 bad line\(s\): line 2: split must be dev or test .*'train'"):
+        load_suite(make_suite(tmp_path, lines))
