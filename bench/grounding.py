@@ -30,7 +30,7 @@ from ragtune.eval.metrics import contains_gold  # noqa: E402
 from ragtune.eval.suite import load_suite  # noqa: E402
 from ragtune.eval.workspace import sync_folder  # noqa: E402
 from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages, relevant  # noqa: E402
-from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration  # noqa: E402
+from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, quoted  # noqa: E402
 from ragtune.rag.generation.grounding.spans import answer_type, candidates  # noqa: E402
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0)
@@ -72,8 +72,9 @@ def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
                         {
                             "lexical": c.score,
                             "logp": max(lp, -20.0),
-                            "correct": contains_gold(c.text, q.golds(phase)),
-                            "sentence_correct": contains_gold(c.sentence, q.golds(phase)),
+                            # judged as the mode answers: the span's sentence, quoted
+                            "correct": contains_gold(quoted(c), q.golds(phase)),
+                            "span_correct": contains_gold(c.text, q.golds(phase)),
                         }
                         for c, lp in zip(found, logps, strict=True)
                     ]
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} dev question-phases from {', '.join(used)} in {time.perf_counter() - started:.0f} s")
     answerable = [r for r in rows if r["answerable"]]
     held = sum(bool(r.get("in_passages")) for r in answerable) / max(len(answerable), 1)
-    oracle = sum(any(c["correct"] for c in r.get("candidates") or []) for r in answerable) / max(
+    oracle = sum(any(c["span_correct"] for c in r.get("candidates") or []) for r in answerable) / max(
         len(answerable), 1
     )
     print(f"  answerable: gold in the passages {held:.3f}; in some candidate span {oracle:.3f}")
@@ -175,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"chosen: model weight {weight}, weights {np.round(w, 3).tolist()}, bias {b:.3f}, threshold {best_threshold:.2f}"
     )
-    sentence = sum(bool((t := top_of(r, weight)) and t["sentence_correct"]) for r in answerable)
-    print(f"  the top span's whole sentence as the answer: accuracy {sentence / max(len(answerable), 1):.3f}")
+    span = sum(bool((t := top_of(r, weight)) and t["span_correct"]) for r in answerable)
+    print(
+        f"  the top span alone as the answer (not its sentence): accuracy {span / max(len(answerable), 1):.3f}"
+    )
     print("dev, no abstention:  ", outcome(rows, weight, None))
     print("dev, with abstention:", outcome(rows, weight, fitted))
     if args.fit:

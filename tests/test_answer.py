@@ -185,9 +185,10 @@ def test_a_small_model_answers_with_a_verified_span_by_default(tmp_path, corpus,
         answer = rag.ask("What does QLoRA quantize the base model to?")
     assert answer.mode == "grounded" and answer.verified and not answer.refused
     (n,) = answer.citations
-    span = answer.text.removesuffix(f" [{n}]")
-    assert span in answer.sources[n - 1].text
-    assert answer.supports[0].n == n and span in answer.supports[0].span
+    (support,) = answer.supports
+    assert support.n == n and answer.text.endswith(f" [{n}]")
+    assert answer.sources[n - 1].text[support.start : support.end] == support.span
+    assert support.span in answer.text  # the answer quotes the sentence that holds the span
 
 
 class SmallWindowLLM(ScriptedLLM):

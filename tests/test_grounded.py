@@ -35,18 +35,27 @@ def extract(
 
 def test_extractive_answers_with_a_passage_span_and_cites_it():
     result = extract(PreferringLLM("8081"))
-    assert (result.text, result.citations, result.verified, result.refused) == ("8081 [2]", [2], True, False)
+    # The answer quotes the span's sentence; the support points at the span itself.
+    sentence = "The llama-server listens on port 8081 by default."
+    assert (result.text, result.citations, result.verified, result.refused) == (
+        f"{sentence} [2]",
+        [2],
+        True,
+        False,
+    )
     (support,) = result.supports
-    assert support.n == 2 and "8081" in support.span and "listens on port" in support.span
+    assert (support.n, support.span) == (2, "8081") and PASSAGES[1][support.start : support.end] == "8081"
 
 
 def test_the_model_score_decides_between_candidates():
     question = "How many tokens is the llama-server context?"
     lexical_only = extract(PreferringLLM(""), question=question)  # the model likes no candidate more
-    assert lexical_only.text == "4,096 [2]"  # the lexical fit alone prefers the number beside "context"
+    assert (
+        lexical_only.supports[0].span == "4,096"
+    )  # the lexical fit alone prefers the number beside "context"
     llm = PreferringLLM("8081")
     swayed = extract(llm, question=question, calibration=Calibration(model_weight=1.0))
-    assert {"4,096", "8081"} <= set(llm.scored) and swayed.text == "8081 [2]"
+    assert {"4,096", "8081"} <= set(llm.scored) and swayed.supports[0].span == "8081"
 
 
 def test_an_unrelated_passage_gives_no_candidate_and_an_abstention():
@@ -61,7 +70,7 @@ def test_calibrated_abstention_declines_a_weak_best_span():
     weak = extract(PreferringLLM("8081"), calibration=calibration, retrieval=0.2, abstain=True)
     strong = extract(PreferringLLM("8081"), calibration=calibration, retrieval=0.8, abstain=True)
     assert weak.refused and "not a confident answer" in weak.reason and weak.confidence < 0.5
-    assert not strong.refused and strong.text == "8081 [2]"
+    assert not strong.refused and strong.supports[0].span == "8081"
 
 
 def test_a_free_answer_with_an_invented_number_is_not_verified():
@@ -90,3 +99,12 @@ def test_auto_is_grounded_for_a_small_local_model(tiny_llm_dir):
 def test_the_shipped_calibration_loads():
     calibration = Calibration.load()
     assert 0 < calibration.threshold < 1 and len(calibration.weights) == 3
+
+
+def test_a_long_sentence_is_quoted_as_a_window_around_the_span():
+    filler = " ".join(f"word{i}" for i in range(60))
+    passage = f"{filler} The llama-server listens on port 8081 by default {filler}."
+    result = extract(PreferringLLM("8081"), passages=[passage])
+    text = result.text.removesuffix(" [1]")
+    assert text.startswith("…") and text.endswith("…") and "port 8081 by default" in text
+    assert len(text) <= grounded.MAX_ANSWER_CHARS + 2
