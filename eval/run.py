@@ -190,10 +190,17 @@ def run_suite(
         shutil.rmtree(out / "adapters", ignore_errors=True)
     done = read_answers(answers_path)
     runner = Workspace(suite, out, config, resume, progress, llm, embedder)
+    rows_of = {phase: plan(names, phase, config.retrain) for phase in suite.phases}
+    todo_of = {
+        phase: [r for r in rows if any((r[0], phase, q.id) not in done for q in questions)]
+        for phase, rows in rows_of.items()
+    }
+    # Adapter models still to answer with, in run order: each is freed after its last use, so a run
+    # of every setup holds two or three copies of the model at a time, not one per adapter.
+    uses = [r[2] for phase in suite.phases for r in todo_of[phase]]
     with answers_path.open("a") as sink:
         for phase in suite.phases:
-            rows = plan(names, phase, config.retrain)
-            todo = [r for r in rows if any((r[0], phase, q.id) not in done for q in questions)]
+            rows, todo = rows_of[phase], todo_of[phase]
             if any(s.retrieval or s.finetuned for _n, s, _a in todo):
                 # Every v1 adapter of the run, not only those still to answer: once the index moves
                 # to v2, a v1 adapter missing after an interruption could no longer be trained on v1.
@@ -202,6 +209,8 @@ def run_suite(
                 runner.ensure_adapter(adapter)
             for name, setup, adapter in todo:
                 _answer_all(runner, name, setup, adapter, phase, questions, done, sink, tqdm)
+                uses.pop(0)
+                runner.release(keep=set(uses))
     results = summarise_run(suite, config, names, questions, done, runner.costs.values)
     (out / RESULTS).write_text(json.dumps(results, indent=2))
     _write_extras(out)

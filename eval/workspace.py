@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
+import gc
 import json
 import shutil
 import time
@@ -142,6 +143,14 @@ class Workspace:
                 )
             )
         return self.models[adapter]
+
+    def release(self, keep: set[str | None]) -> None:
+        """Drop the adapter models not in `keep`; the base model (perhaps the caller's) stays."""
+        dropped = [a for a in self.models if a is not None and a not in keep]
+        for adapter in dropped:
+            del self.models[adapter]
+        if dropped:
+            gc.collect()  # a model's modules hold reference cycles: free its weights now, not later
 
     def _ingest(self) -> float:
         from ragtune.rag.api import RAG

@@ -153,3 +153,36 @@ def test_new_setups_are_reported_after_the_usual_ones_and_paired_with_rag(tmp_pa
     assert "rag-grounded" in rows[rows.index("setup − rag") :]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["split"] == "dev"
+
+
+def test_each_adapter_model_is_freed_after_its_last_use(tmp_path, monkeypatch):
+    """ft answers v2 by reusing v1's answers, so the docs adapter goes once ft's v2 row is written;
+    the RAFT adapter stays for raft+rag's v2 answers."""
+    import ragtune.eval.setups as setups
+    from ragtune.eval.workspace import Workspace
+
+    loaded: list[tuple[str, list]] = []
+    workspaces: list[Workspace] = []
+
+    def model(self, adapter):
+        workspaces[:] = [self]
+        return self.models.setdefault(adapter, CountingLLM())
+
+    def answer_batch(setup, questions, *, llm, rag=None, batch_size=8):
+        loaded.append((setup.name, sorted(workspaces[0].models)))
+        return [
+            {"answer": "Lake Mira", "refused": False, "citations": [], "sources": [], "seconds": 0.1}
+        ] * len(questions)
+
+    monkeypatch.setattr(Workspace, "model", model)
+    monkeypatch.setattr(Workspace, "ensure_adapter", lambda self, adapter: None)  # no training here
+    monkeypatch.setattr(setups, "answer_batch", answer_batch)
+    run_suite(
+        write_suite(tmp_path / "suite"),
+        tmp_path / "run",
+        setups="ft,raft+rag",
+        config=EvalConfig(resamples=50),
+        progress=False,
+        embedder=FakeEmbedder(),
+    )
+    assert loaded == [("ft", ["v1"]), ("raft+rag", ["raft-v1", "v1"]), ("raft+rag", ["raft-v1"])]
