@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             acc = metrics.get("accuracy", {})
             value = acc.get("value")
             shown = "n/a" if value is None else f"{value:.2f} [{acc['lo']:.2f}, {acc['hi']:.2f}]"
-            print(f"  {setup:<20} {phase}  accuracy {shown} (n={acc.get('n', 0)})")
+            print(f"  {setup:<28} {phase}  accuracy {shown} (n={acc.get('n', 0)})")
     return 0
 
 
