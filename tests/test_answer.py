@@ -176,11 +176,12 @@ def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_ll
     assert answer.mode == "free"
 
 
-def test_a_small_model_answers_with_a_verified_span_by_default(tmp_path, corpus, embedder, tiny_llm_dir):
+def test_auto_mode_answers_a_small_model_with_a_verified_span(tmp_path, corpus, embedder, tiny_llm_dir):
     """auto picks the grounded mode for a model under 1B parameters: the answer is a passage's own text,
     cited, verified, with the sentence that holds it."""
     llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=6))
-    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm) as rag:
+    auto = AnswerConfig(answer_mode="auto")
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm, answer=auto) as rag:
         rag.ingest(corpus, progress=False)
         answer = rag.ask("What does QLoRA quantize the base model to?")
     assert answer.mode == "grounded" and answer.verified and not answer.refused

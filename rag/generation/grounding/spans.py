@@ -453,7 +453,12 @@ def candidates(question: str, passages: list[str], limit: int = 20) -> list[Cand
     unit_wanted = next((unit for asks, unit in _WANTED_UNITS if asks.search(lowered)), None)
     units = [(n, a, b) for n, p in enumerate(passages, 1) for a, b in sentences(p)]
     stems = [content_stems(passages[n - 1][a:b]) for n, a, b in units]
-    scores = _bm25(asked, stems)
+    # A sentence that asks something (a FAQ's question, a prompt example in a code block) echoes the
+    # user's words without answering them: it is never a candidate.
+    scores = [
+        0.0 if "?" in passages[n - 1][a:b] else s
+        for (n, a, b), s in zip(units, _bm25(asked, stems), strict=True)
+    ]
     best = max(scores, default=0.0)
     if best <= 0:
         return []
