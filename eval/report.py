@@ -31,6 +31,8 @@ COSTS = (
     ("reingest_seconds", "re-ingest v2"),
     ("finetune_seconds", "fine-tune v1"),
     ("retrain_seconds", "re-train v2"),
+    ("raft_seconds", "RAFT data + fine-tune v1"),
+    ("raft_retrain_seconds", "RAFT data + re-train v2"),
 )
 MISSING = "–"
 
@@ -129,6 +131,8 @@ def costs_table(results: dict[str, Any]) -> str:
     lines = ["| step | seconds |", "|---|---|"]
     for key, title in COSTS:
         value = _num(costs.get(key))
+        if value is None and key.startswith("raft"):
+            continue  # RAFT rows only for runs with a raft setup
         lines.append(f"| {title} | {MISSING if value is None else f'{value:.1f}'} |")
     return "\n".join(lines)
 

@@ -222,3 +222,11 @@ def test_by_kind_table_shows_accuracy_or_abstention_per_phase(tmp_path):
     assert "| ft | 0.25 [0.00, 0.50] | 0.00 [0.00, 0.00] |" in report
     # ft's stale rate 0.50 [0.25, 0.75] excludes 0; the v1 rate on changed facts is reported beside it.
     assert "in v1, ft answered these facts correctly at a rate of 0.25 [0.00, 0.50]." in report
+
+
+def test_costs_table_shows_raft_rows_only_for_runs_that_trained_one(tmp_path):
+    plain = write_report(make_run(tmp_path / "plain")).read_text()
+    assert "RAFT" not in plain and "| re-train v2 | 60.0 |" in plain
+    costs = {"index_seconds": 3.0, "reingest_seconds": 2.0, "finetune_seconds": 50.0, "raft_seconds": 95.5}
+    raft = write_report(make_run(tmp_path / "raft", costs=costs)).read_text()
+    assert "| RAFT data + fine-tune v1 | 95.5 |" in raft and "RAFT data + re-train v2" not in raft
