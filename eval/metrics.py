@@ -7,17 +7,14 @@ thousands separators ignored) and on whole tokens: gold "4" is not found in "40"
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# "2,175,601" -> "2175601" before punctuation goes, so it is one token like the gold "2175601".
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+# One normalisation for scoring and for grounding, so a span the system verifies is matched the same
+# way the metric matches it: lower case, NFKC, punctuation and articles gone, "2,175,601" = "2175601".
+from ragtune.rag.generation.grounding.spans import normalise
 
 METRICS = (
     "accuracy",
@@ -33,14 +30,6 @@ METRICS = (
     "recall_at_k",
     "seconds",
 )
-
-
-def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _THOUSANDS.sub("", text)
-    text = _PUNCTUATION.sub(" ", text)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
 
 
 def contains_gold(answer: str, golds: Iterable[str]) -> bool:
