@@ -30,11 +30,9 @@ from ragtune.eval.metrics import contains_gold  # noqa: E402
 from ragtune.eval.suite import load_suite  # noqa: E402
 from ragtune.eval.workspace import sync_folder  # noqa: E402
 from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages, relevant  # noqa: E402
-from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, quoted  # noqa: E402
-from ragtune.rag.generation.grounding.spans import answer_type, candidates  # noqa: E402
+from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, quoted, rank  # noqa: E402
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0)
-TOP = 8
 
 
 def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
@@ -61,11 +59,9 @@ def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
                     fitted = fit_passages(chosen, config.max_context_tokens, llm.count_tokens)
                     messages = build_messages(q.question, fitted, [], config)
                     passages = [h.text for h in chosen[: len(fitted)]]
-                    found = candidates(q.question, passages)
-                    if answer_type(q.question) != "phrase" and any(c.kind != "sentence" for c in found):
-                        found = [c for c in found if c.kind != "sentence"]
-                    found = found[:TOP]
-                    logps = llm.score_continuations(messages, [c.text for c in found], with_end=True)
+                    # The candidates and log-probs the mode itself ranks (weight 0: the lexical order)
+                    ranked = rank(q.question, passages, messages, llm, Calibration(model_weight=0.0))
+                    found, logps = [c for _s, _lp, c in ranked], [lp for _s, lp, _c in ranked]
                     row["retrieval"] = max(h.scores.get("dense", 0.0) for h in chosen)
                     row["in_passages"] = any(contains_gold(p, q.golds(phase)) for p in passages)
                     row["candidates"] = [

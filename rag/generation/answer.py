@@ -18,6 +18,7 @@ from ragtune.core.errors import InputError
 from ragtune.core.schema import SearchHit
 from ragtune.rag.generation import grounded
 from ragtune.rag.generation.grounding.verify import Support
+from ragtune.rag.generation.grounding.verify import citations as cited_numbers
 from ragtune.rag.generation.window import DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_NEW_TOKENS, fit_prompt
 
 SYSTEM_PROMPT = (
@@ -32,7 +33,6 @@ REFUSAL_PATTERN = re.compile(
     r"(context|documents|passages) (does|do) not (contain|say|mention)|no information)",
     re.IGNORECASE,
 )
-CITATION_PATTERN = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -158,12 +158,7 @@ def relevant(hits: list[SearchHit], min_scores: dict[str, float]) -> list[Search
 
 def citations(text: str, passages: int) -> list[int]:
     """Passage numbers cited as [n] in `text`, first-cited first; numbers with no passage are ignored."""
-    seen: list[int] = []
-    for match in CITATION_PATTERN.finditer(text):
-        n = int(match.group(1))
-        if 1 <= n <= passages and n not in seen:
-            seen.append(n)
-    return seen
+    return [n for n in cited_numbers(text) if 1 <= n <= passages]
 
 
 def is_refusal(text: str) -> bool:

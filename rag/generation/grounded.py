@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ class Calibration:
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
+@cache
+def shipped_calibration() -> Calibration:
+    """calibration.json, read once per process rather than once per answer."""
+    return Calibration.load()
+
+
 @dataclass(frozen=True)
 class Grounded:
     """What a mode decided: the answer text (with its [n]), the passages cited, and the evidence."""
@@ -87,9 +94,10 @@ def checked(text: str, passages: list[str], refused: bool, refusal_reason: str) 
     """A written answer verified against the passages; the system cites when the model did not."""
     if refused:
         return Grounded(text, [], True, refusal_reason, False)
-    cited = citations(text)
-    verification = verify(text, passages, cited)
-    if not cited and verification.verified:
+    written = citations(text)
+    verification = verify(text, passages, written)  # a citation of a missing passage fails it here
+    cited = [n for n in written if 1 <= n <= len(passages)]
+    if not written and verification.verified:
         cited = [s.n for s in verification.supports]
     return Grounded(text, cited, False, verification.reason, verification.verified, verification.supports)
 
@@ -205,17 +213,7 @@ def grounded(
     if span.refused or answer_type(question) != "phrase" or not hasattr(llm, "tokenizer"):
         return span
     written = constrained(passages, messages, llm, refusal)
-    if written.refused:
-        return span
-    return Grounded(
-        written.text,
-        written.citations,
-        False,
-        written.reason,
-        True,
-        written.supports,
-        span.confidence,
-    )
+    return span if written.refused else replace(written, confidence=span.confidence)
 
 
 def answer(
@@ -229,7 +227,7 @@ def answer(
     calibration: Calibration | None = None,
 ) -> Grounded:
     """Answer in `mode` (not "free" or "auto": those write with the model, then `checked`)."""
-    calibration = calibration or Calibration.load()
+    calibration = calibration or shipped_calibration()
     if mode == "extractive":
         return extractive(question, passages, messages, llm, refusal, retrieval, calibration)
     if mode == "constrained":
