@@ -1,15 +1,17 @@
-"""Fit the grounded answering mode's ranking weight and abstention on the bundled suites' dev split.
+"""Fit the grounded answering modes' sentence ranking and abstention on the bundled suites' dev split.
 
     .venv/bin/python bench/grounding.py --fit            # writes rag/generation/grounding/calibration.json
     .venv/bin/python bench/grounding.py                  # the same numbers, nothing written
+    .venv/bin/python bench/grounding.py --split test     # the shipped calibration on the test split
 
-For every dev question of every phase (heron; debian-reference when its package is installed) it
-retrieves as `rag.ask` does, lists the candidate spans and scores them with the default model, then:
-1. picks the model weight (rank = lexical + weight * mean log-prob) with the best dev accuracy;
-2. fits a logistic model of "the top span is correct" on (best retrieval score, best lexical score,
-   best mean log-prob), and the threshold that maximises dev accuracy minus hallucination.
-The test split is never read here: `ragtune eval SUITE --split test --setups rag,rag-grounded,...`
-reports on it.
+For every question of every phase of the split (heron; debian-reference when its package is installed)
+it retrieves as `rag.ask` does and lists the passages' sentences with their RANK_FEATURES, then:
+1. fits the ranking weights (a softmax over each question's sentences, towards those whose quoted answer
+   holds the gold), reporting 5-fold cross-validated accuracy beside BM25 alone;
+2. fits a logistic model of "the top sentence is correct" on ABSTAIN_FEATURES, and the threshold that
+   maximises accuracy minus hallucination.
+Only --split dev fits; the test split is read only to report, and `ragtune eval SUITE --split test`
+measures the modes end to end.
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ sys.path.insert(0, str(ROOT))
 from ragtune.eval.metrics import contains_gold  # noqa: E402
 from ragtune.eval.suite import load_suite  # noqa: E402
 from ragtune.eval.workspace import sync_folder  # noqa: E402
-from ragtune.rag.generation.answer import AnswerConfig, build_messages, fit_passages, relevant  # noqa: E402
-from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, quoted, rank  # noqa: E402
+from ragtune.rag.generation.answer import AnswerConfig, fit_passages, relevant  # noqa: E402
+from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, features, quoted  # noqa: E402
+from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, rank_sentences  # noqa: E402
 
-WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0)
+FOLDS = 5
 
 
-def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
-    """One row per dev question and phase: retrieval score, candidates with lexical score, log-prob and
-    correctness, and whether the phase answers the question."""
+def rows_for(suite_name: str, split: str, count_tokens, work: Path) -> list[dict]:
+    """One row per question and phase of `split`: the retrieval score, and each candidate sentence's
+    features and whether its quoted answer holds the gold."""
     from ragtune.rag.api import RAG
 
     suite = load_suite(suite_name)
@@ -49,142 +52,187 @@ def rows_for(suite_name: str, llm, work: Path) -> list[dict]:
         with RAG.open(index) as rag:
             rag.ingest(docs, progress=False)
             for q in suite.questions:
-                if getattr(q, "split", "dev") != "dev":
+                if getattr(q, "split", "dev") != split:
                     continue
-                hits = rag.search(q.question, k=config.k, mode=config.mode)
-                chosen = relevant(hits, config.min_scores)
-                row = {"suite": suite.name, "phase": phase, "id": q.id, "answerable": bool(q.golds(phase))}
-                row["retrieved"] = bool(chosen)
+                golds = q.golds(phase)
+                chosen = relevant(rag.search(q.question, k=config.k, mode=config.mode), config.min_scores)
+                row = {"id": f"{suite.name}/{phase}/{q.id}", "answerable": bool(golds), "sentences": []}
                 if chosen:
-                    fitted = fit_passages(chosen, config.max_context_tokens, llm.count_tokens)
-                    messages = build_messages(q.question, fitted, [], config)
+                    fitted = fit_passages(chosen, config.max_context_tokens, count_tokens)
                     passages = [h.text for h in chosen[: len(fitted)]]
-                    # The candidates and log-probs the mode itself ranks (weight 0: the lexical order)
-                    ranked = rank(q.question, passages, messages, llm, Calibration(model_weight=0.0))
-                    found, logps = [c for _s, _lp, c in ranked], [lp for _s, lp, _c in ranked]
                     row["retrieval"] = max(h.scores.get("dense", 0.0) for h in chosen)
-                    row["in_passages"] = any(contains_gold(p, q.golds(phase)) for p in passages)
-                    row["candidates"] = [
-                        {
-                            "lexical": c.score,
-                            "logp": max(lp, -20.0),
-                            # judged as the mode answers: the span's sentence, quoted
-                            "correct": contains_gold(quoted(c), q.golds(phase)),
-                            "span_correct": contains_gold(c.text, q.golds(phase)),
-                        }
-                        for c, lp in zip(found, logps, strict=True)
+                    row["in_passages"] = any(contains_gold(p, golds) for p in passages)
+                    ranked = rank_sentences(q.question, passages, (1.0, 0.0, 0.0, 0.0), rag._similarity)
+                    row["sentences"] = [
+                        (s.features, bool(golds) and contains_gold(quoted(s.support), golds)) for s in ranked
                     ]
                 rows.append(row)
     return rows
 
 
-def top_of(row: dict, weight: float) -> dict | None:
-    found = row.get("candidates") or []
-    return max(found, key=lambda c: c["lexical"] + weight * c["logp"]) if found else None
+def _arrays(row: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([f for f, _ok in row["sentences"]]), np.array([ok for _f, ok in row["sentences"]], float)
+
+
+def fit_ranking(rows: list[dict], l2: float = 1e-2, steps: int = 2000) -> np.ndarray:
+    """Weights of a softmax over each row's sentences, fitted towards its correct ones."""
+    data = [_arrays(r) for r in rows if r["sentences"]]
+    data = [(x, y / y.sum()) for x, y in data if y.sum() > 0]
+    w = np.zeros(len(RANK_FEATURES))
+    for _ in range(steps):
+        grad = np.zeros_like(w)
+        for x, target in data:
+            z = x @ w
+            p = np.exp(z - z.max())
+            grad += x.T @ (p / p.sum() - target)
+        w -= 0.5 * (grad / max(len(data), 1) + l2 * w)
+    return w
+
+
+def top(row: dict, weights: np.ndarray) -> tuple[int, bool] | None:
+    """(index, correct) of the best sentence under `weights`, None when there is none."""
+    if not row["sentences"]:
+        return None
+    x, y = _arrays(row)
+    best = int((x @ weights).argmax())
+    return best, bool(y[best])
+
+
+def cross_validated(rows: list[dict]) -> float:
+    """Accuracy of the top sentence, each fold ranked with weights fitted on the other folds."""
+    answerable = [r for r in rows if r["answerable"]]
+    correct = 0
+    for fold in range(FOLDS):
+        weights = fit_ranking([r for i, r in enumerate(answerable) if i % FOLDS != fold])
+        picked = [top(r, weights) for i, r in enumerate(answerable) if i % FOLDS == fold]
+        correct += sum(bool(p and p[1]) for p in picked)
+    return correct / max(len(answerable), 1)
+
+
+def abstain_features(row: dict, weights: np.ndarray) -> tuple[float, ...]:
+    """ABSTAIN_FEATURES of the row's ranking under `weights`, as grounded.features computes them."""
+    from ragtune.rag.generation.grounding.candidates import Candidate, RankedSentence
+
+    x, _y = _arrays(row)
+    scores = x @ weights
+    dummy = Candidate(1, "", 0, 0, "", "sentence", 0.0)
+    ranked = [RankedSentence(1, 0, 0, tuple(x[i]), float(scores[i]), dummy) for i in np.argsort(-scores)]
+    return features(row["retrieval"], ranked)
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, steps: int = 4000, lr: float = 0.1
+    x: np.ndarray, y: np.ndarray, steps: int = 4000, lr: float = 0.5
 ) -> tuple[np.ndarray, float]:
-    """Plain gradient descent on standardised features, returned in the original scale."""
-    mean, scale = x.mean(0), x.std(0) + 1e-9
+    """Plain logistic regression by gradient descent on standardised features (weights mapped back)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = (x - mean) / scale
     w, b = np.zeros(x.shape[1]), 0.0
     for _ in range(steps):
-        p = 1 / (1 + np.exp(-(z @ w + b)))
+        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
         w -= lr * (z.T @ (p - y) / len(y) + 1e-3 * w)
         b -= lr * float((p - y).mean())
     return w / scale, b - float((w * mean / scale).sum())
 
 
-def outcome(rows: list[dict], weight: float, calibration: Calibration | None) -> dict[str, float]:
+def outcome(rows: list[dict], calibration: Calibration, abstain: bool) -> dict[str, float]:
     """Accuracy, hallucination, abstention and false abstention of the extractive answer on `rows`."""
-    correct = wrong = refused_ok = refused_bad = invented = 0
+    weights = np.array(calibration.rank_weights)
+    correct = wrong = refused_ok = refused_bad = 0
     answerable = sum(r["answerable"] for r in rows)
     for r in rows:
-        best = top_of(r, weight)
-        answers = best is not None
-        if answers and calibration is not None:
-            feats = (r["retrieval"], best["lexical"], best["logp"])
-            answers = calibration.confidence(feats) >= calibration.threshold
+        picked = top(r, weights)
+        answers = picked is not None
+        if answers and abstain:
+            answers = calibration.confidence(abstain_features(r, weights)) >= calibration.threshold
         if not answers:
             refused_ok += not r["answerable"]
             refused_bad += r["answerable"]
-        elif r["answerable"]:
-            correct += best["correct"]
-            wrong += not best["correct"]
+        elif r["answerable"] and picked[1]:
+            correct += 1
         else:
-            invented += 1
+            wrong += 1
     n = len(rows)
     return {
-        "accuracy": correct / max(answerable, 1),
-        "hallucination": (wrong + invented) / max(n, 1),
-        "abstention": refused_ok / max(n - answerable, 1),
-        "false_abstention": refused_bad / max(answerable, 1),
+        "accuracy": round(correct / max(answerable, 1), 3),
+        "hallucination": round(wrong / max(n, 1), 3),
+        "abstention": round(refused_ok / max(n - answerable, 1), 3),
+        "false_abstention": round(refused_bad / max(answerable, 1), 3),
     }
+
+
+def fit(rows: list[dict], suites: list[str]) -> Calibration:
+    weights = fit_ranking([r for r in rows if r["answerable"]])
+    usable = [r for r in rows if r["sentences"]]
+    x = np.array([abstain_features(r, weights) for r in usable])
+    y = np.array([float(r["answerable"] and top(r, weights)[1]) for r in usable])
+    w, b = fit_logistic(x, y)
+    best_threshold, best_value = 0.0, -1.0
+    for threshold in np.linspace(0.05, 0.95, 19):
+        candidate = Calibration(tuple(weights), tuple(w), b, float(threshold))
+        result = outcome(rows, candidate, abstain=True)
+        value = result["accuracy"] - result["hallucination"]
+        if value > best_value:
+            best_threshold, best_value = float(threshold), value
+    return Calibration(
+        tuple(float(v) for v in weights),
+        tuple(float(v) for v in w),
+        float(b),
+        best_threshold,
+        f"dev split of {', '.join(suites)}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--fit", action="store_true", help="write the calibration file")
+    parser.add_argument("--fit", action="store_true", help="write the calibration file (dev split only)")
     parser.add_argument("--suites", default="heron,debian-reference")
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
     args = parser.parse_args(argv)
+    if args.fit and args.split != "dev":
+        parser.error("--fit reads the dev split only")
     from ragtune.core.errors import InputError
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 
-    llm = LocalLLM.load(GeneratorConfig())
+    count_tokens = LocalLLM.load(GeneratorConfig()).count_tokens
     started = time.perf_counter()
     rows: list[dict] = []
     used = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.suites.split(","):
             try:
-                rows += rows_for(name, llm, Path(tmp))
+                rows += rows_for(name, args.split, count_tokens, Path(tmp))
                 used.append(name)
             except InputError as exc:
                 print(f"skipping suite {name}: {exc}")
-    print(f"{len(rows)} dev question-phases from {', '.join(used)} in {time.perf_counter() - started:.0f} s")
+    print(
+        f"{len(rows)} {args.split} question-phases from {', '.join(used)} in {time.perf_counter() - started:.0f} s"
+    )
     answerable = [r for r in rows if r["answerable"]]
     held = sum(bool(r.get("in_passages")) for r in answerable) / max(len(answerable), 1)
-    oracle = sum(any(c["span_correct"] for c in r.get("candidates") or []) for r in answerable) / max(
-        len(answerable), 1
-    )
-    print(f"  answerable: gold in the passages {held:.3f}; in some candidate span {oracle:.3f}")
-    scored = {w: outcome(rows, w, None)["accuracy"] for w in WEIGHTS}
-    for w, acc in scored.items():
-        print(f"  model weight {w:<5} dev accuracy of the top span {acc:.3f}")
-    weight = max(WEIGHTS, key=lambda w: (scored[w], -w))
-    usable = [r for r in rows if r.get("candidates")]
-    tops = [top_of(r, weight) for r in usable]
-    x = np.array([(r["retrieval"], t["lexical"], t["logp"]) for r, t in zip(usable, tops, strict=True)])
-    y = np.array([float(r["answerable"] and t["correct"]) for r, t in zip(usable, tops, strict=True)])
-    w, b = fit_logistic(x, y)
-    best_threshold, best_value = 0.0, -1.0
-    for threshold in np.linspace(0.05, 0.95, 19):
-        cal = Calibration(weight, tuple(w), b, float(threshold))
-        result = outcome(rows, weight, cal)
-        value = result["accuracy"] - result["hallucination"]
-        if value > best_value:
-            best_threshold, best_value = float(threshold), value
-    fitted = Calibration(
-        weight, tuple(float(v) for v in w), float(b), best_threshold, f"dev split of {', '.join(used)}"
+    oracle = sum(any(ok for _f, ok in r["sentences"]) for r in answerable) / max(len(answerable), 1)
+    print(f"  answerable: gold in the passages {held:.3f}; in some quoted sentence {oracle:.3f}")
+    for name, weights in [("BM25 alone", (1.0, 0.0, 0.0, 0.0)), ("similarity alone", (0.0, 1.0, 0.0, 0.0))]:
+        print(f"  top sentence by {name}: accuracy {outcome(rows, Calibration(weights), False)['accuracy']}")
+    if args.split == "dev":
+        print(f"  fitted ranking, {FOLDS}-fold cross-validated: accuracy {cross_validated(rows):.3f}")
+        calibration = fit(rows, used)
+    else:
+        calibration = Calibration.load()
+    print(
+        f"ranking weights {dict(zip(RANK_FEATURES, np.round(calibration.rank_weights, 3).tolist(), strict=True))}"
     )
     print(
-        f"chosen: model weight {weight}, weights {np.round(w, 3).tolist()}, bias {b:.3f}, threshold {best_threshold:.2f}"
+        f"abstention weights {np.round(calibration.weights, 3).tolist()}, bias {calibration.bias:.3f}, threshold {calibration.threshold:.2f}"
     )
-    span = sum(bool((t := top_of(r, weight)) and t["span_correct"]) for r in answerable)
-    print(
-        f"  the top span alone as the answer (not its sentence): accuracy {span / max(len(answerable), 1):.3f}"
-    )
-    print("dev, no abstention:  ", outcome(rows, weight, None))
-    print("dev, with abstention:", outcome(rows, weight, fitted))
+    print(f"{args.split}, no abstention:  ", outcome(rows, calibration, abstain=False))
+    print(f"{args.split}, with abstention:", outcome(rows, calibration, abstain=True))
     if args.fit:
         data = {
-            "model_weight": weight,
-            "weights": list(fitted.weights),
-            "bias": fitted.bias,
-            "threshold": fitted.threshold,
-            "fitted_on": fitted.fitted_on,
+            "rank_weights": list(calibration.rank_weights),
+            "weights": list(calibration.weights),
+            "bias": calibration.bias,
+            "threshold": calibration.threshold,
+            "fitted_on": calibration.fitted_on,
             "questions": len(rows),
         }
         CALIBRATION_FILE.write_text(json.dumps(data, indent=2) + "\n")

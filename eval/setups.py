@@ -69,7 +69,7 @@ SETUPS: dict[str, Setup] = {
         _rag("ft+rag", "free", "the docs adapter with retrieved passages, writing its own answer", "docs"),
         _rag("rag-extractive", "extractive", "rag answering with the best passage span"),
         _rag("rag-constrained", "constrained", "rag with copy-only decoding from the passages"),
-        _rag("rag-grounded", "grounded", "rag: spans + copy-only decoding + verification + abstention"),
+        _rag("rag-grounded", "grounded", "rag: the extractive answer + calibrated abstention"),
         _rag("ft+rag-grounded", "grounded", "the docs adapter with the grounded mode", "docs"),
         _rag(
             "raft+rag", "free", "an adapter trained on RAFT examples of the documents, free answers", "raft"

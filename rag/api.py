@@ -12,10 +12,12 @@ import dataclasses
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ragtune.core.errors import IndexBusyError, InputError, StoreFormatError
 from ragtune.core.schema import SearchHit
@@ -223,7 +225,14 @@ class RAG:
         return Conversation(self._answerer())
 
     def _answerer(self) -> Answerer:
-        return Answerer(lambda q, k, mode: self.search(q, k=k, mode=mode), self.llm, self.answer_config)
+        return Answerer(
+            lambda q, k, mode: self.search(q, k=k, mode=mode), self.llm, self.answer_config, self._similarity
+        )
+
+    def _similarity(self, question: str, texts: Sequence[str]) -> np.ndarray:
+        """Cosine of each text to the question, with this index's embedding model."""
+        embedder = self.embedder()
+        return embedder.encode(list(texts)) @ embedder.encode([question], query=True)[0]
 
     def as_langchain_retriever(self, mode: str | None = None, k: int = 5):
         """This index as a LangChain `BaseRetriever` (needs the `langchain` extra): `invoke(query)` gives

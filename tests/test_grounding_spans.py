@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ragtune.rag.generation.grounding.candidates import candidates
 from ragtune.rag.generation.grounding.spans import (
     answer_type,
-    candidates,
     contains,
     normalise,
     sentences,

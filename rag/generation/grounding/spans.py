@@ -1,8 +1,7 @@
-"""Matching text against passages, and the spans of the passages that could answer a question.
+"""Matching text against passages: tokens, sentences, the question's answer type, typed spans.
 
-Everything here is pure text processing (no model), fast enough to run on every question: the grounded
-answer path uses `candidates` to propose answer spans, and `verify` (verify.py) uses the tokens and
-typed-span patterns to check what an answer claims.
+Everything here is pure text processing (no model), fast enough to run on every question: candidates.py
+ranks the passages' sentences and spans with it, and verify.py checks what an answer claims.
 
 Matching works on normalised tokens: lower case, NFKC, articles dropped, "2,175,601" -> "2175601".
 Unlike `normalise`, `tokens` keeps a decimal number whole ("1.2" is one token, "3.80" == "3.8"), so a
@@ -11,12 +10,8 @@ claimed "1.2" is not found in "steps 1, 2" or in version "1.2.3".
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
-from bisect import bisect_right
-from collections import Counter
-from dataclasses import dataclass
 
 
 def _words(text: str) -> frozenset[str]:
@@ -358,138 +353,3 @@ def typed_spans(
         for (a, b), kind in found.items()
         if kind == "date" or not any(da <= a and b <= db for da, db in dates)  # "25" of "25 March 2024"
     )
-
-
-# --- candidates -----------------------------------------------------------------------------------
-
-# How well a span kind fits each answer type; the whole sentence is the fallback candidate.
-_FIT = {
-    "number": {"number": 1.0, "value": 0.4, "date": 0.3, "name": 0.2, "sentence": 0.3},
-    "date": {"date": 1.0, "number": 0.5, "value": 0.3, "name": 0.3, "sentence": 0.3},
-    "name": {"name": 1.0, "value": 0.6, "number": 0.2, "date": 0.2, "sentence": 0.3},
-    "value": {"value": 1.0, "number": 0.8, "name": 0.8, "date": 0.4, "sentence": 0.3},
-    "phrase": {"value": 0.7, "name": 0.7, "number": 0.7, "date": 0.7, "sentence": 1.0},
-}
-# The unit a question asks for: "how long" wants a duration, "how much RAM" a size. Numbers with
-# another unit (or none) are kept, with this weight.
-_OTHER_UNIT = 0.6
-_WANTED_UNITS = (
-    (
-        re.compile(r"\bhow long\b|\bhow much time\b|\bduration\b|\blatency\b|\btime\b"),
-        re.compile(r"\b(?:ms|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?)$"),
-    ),
-    (
-        re.compile(r"\b(?:ram|memory|vram|disk|storage|file size|how large|how big)\b"),
-        re.compile(r"(?<![A-Za-z])(?:[KMGT]i?B|kb|mb|gb|tb|bytes?)$", re.IGNORECASE),
-    ),
-)
-_MIN_SENTENCE_SHARE = 0.35  # sentences scoring below this share of the best one are not looked into
-_TOP_SENTENCES = 6
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A span of passage n (1-based) that may answer the question: text == passages[n-1][start:end]."""
-
-    n: int
-    text: str
-    start: int
-    end: int
-    sentence: str
-    kind: str
-    score: float
-
-
-def _bm25(query: set[str], docs: list[list[str]]) -> list[float]:
-    """Okapi BM25 of each sentence (a list of stems) for the query stems, idf over these sentences."""
-    n = len(docs)
-    df = Counter(s for doc in docs for s in set(doc))
-    avg = sum(len(doc) for doc in docs) / max(n, 1) or 1.0
-    scores = []
-    for doc in docs:
-        tf = Counter(doc)
-        norm = 1.2 * (0.25 + 0.75 * len(doc) / avg)
-        scores.append(
-            sum(
-                math.log(1 + (n - df[s] + 0.5) / (df[s] + 0.5)) * tf[s] * 2.2 / (tf[s] + norm)
-                for s in query
-                if s in tf
-            )
-        )
-    return scores
-
-
-def _strip_question_words(passage: str, a: int, b: int, kind: str, asked: set[str]) -> tuple[int, int] | None:
-    """Trim words of the question from the ends of span [a, b); None when one is left inside it.
-    Identifiers and quoted values are not cut up: "heron-7b-docs" is not an answer "7b-docs"."""
-    words = [(t, s, e) for t, s, e in token_spans(passage[a:b])]
-    if kind == "value" and any(stem(t) in asked for t, _, _ in words):
-        return None
-    while words and stem(words[0][0]) in asked:
-        words.pop(0)
-    while words and stem(words[-1][0]) in asked:
-        words.pop()
-    if not words or any(stem(t) in asked for t, _, _ in words):
-        return None
-    if not any(t not in STOP_WORDS for t, _, _ in words):
-        return None
-    if words[0][1] == 0 and words[-1][2] == b - a:
-        return a, b  # untouched: keep units and punctuation the tokens leave out ("64 %")
-    return a + words[0][1], a + words[-1][2]
-
-
-def candidates(question: str, passages: list[str], limit: int = 20) -> list[Candidate]:
-    """Spans of the passages that may answer `question`, best first (at most `limit`).
-
-    Sentences are scored by BM25 overlap with the question's content words (idf over the passages'
-    sentences); inside the best ones, the typed spans that fit `answer_type(question)` are scored by the
-    sentence's score, the fit, and how close they stand to a question word. Each of those sentences is a
-    candidate too (kind "sentence"). Spans made of question words are left out: the answer is what the
-    question lacks. No candidates when no sentence shares a content word with the question.
-    """
-    asked = set(content_stems(question))
-    kind_fit = _FIT[answer_type(question)]
-    lowered = question.lower()
-    unit_wanted = next((unit for asks, unit in _WANTED_UNITS if asks.search(lowered)), None)
-    units = [(n, a, b) for n, p in enumerate(passages, 1) for a, b in sentences(p)]
-    stems = [content_stems(passages[n - 1][a:b]) for n, a, b in units]
-    # A sentence that asks something (a FAQ's question, a prompt example in a code block) echoes the
-    # user's words without answering them: it is never a candidate.
-    scores = [
-        0.0 if "?" in passages[n - 1][a:b] else s
-        for (n, a, b), s in zip(units, _bm25(asked, stems), strict=True)
-    ]
-    best = max(scores, default=0.0)
-    if best <= 0:
-        return []
-    order = sorted(range(len(units)), key=lambda i: (-scores[i], i))[:_TOP_SENTENCES]
-    found: dict[tuple[str, str], Candidate] = {}
-
-    def keep(c: Candidate) -> None:
-        key = (c.kind, normalise(c.text))
-        if key not in found or found[key].score < c.score:
-            found[key] = c
-
-    for i in order:
-        share = scores[i] / best
-        if share < _MIN_SENTENCE_SHARE:
-            break
-        n, a, b = units[i]
-        passage, sentence = passages[n - 1], passages[n - 1][a:b]
-        keep(Candidate(n, sentence, a, b, sentence, "sentence", share * kind_fit["sentence"]))
-        words = token_spans(sentence)
-        starts = [s for _, s, _ in words]
-        hits = [j for j, (t, _, _) in enumerate(words) if stem(t) in asked]
-        for s, e, kind in typed_spans(passage, a, b):
-            trimmed = _strip_question_words(passage, s, e, kind, asked)
-            if trimmed is None:
-                continue
-            s, e = trimmed
-            j = max(bisect_right(starts, s - a) - 1, 0)
-            distance = min((abs(j - h) for h in hits), default=10)
-            score = share * kind_fit[kind] / (1 + 0.1 * distance)
-            if unit_wanted is not None and kind == "number" and not unit_wanted.search(passage[s:e]):
-                score *= _OTHER_UNIT
-            keep(Candidate(n, passage[s:e], s, e, sentence, kind, score))
-    ranked = sorted(found.values(), key=lambda c: (-c.score, c.n, c.start, c.end))
-    return ranked[:limit]
