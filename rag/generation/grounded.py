@@ -3,7 +3,8 @@
 - free: the model writes the answer; it is then verified, and cited by the system when it cites nothing.
 - extractive: the answer is a passage sentence, quoted, with its best typed span (a number, date, name
   or value) as the support; sentences ranked by candidates.rank_sentences. The model's likelihood of a
-  span as the reply was tried as a ranking feature and dropped: on the dev split it changed no choice.
+  sentence as the reply was tried as a fifth feature and dropped: on 56 dev question-phases the top
+  sentence was right 0.75 of the time at every weight tried (0 to 0.4).
 - constrained: the model writes, but may only copy token sequences of the passages (CopyConstraint).
 - grounded: extractive with a calibrated decision to abstain (the default for small models).
 
