@@ -21,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from ragtune.eval.suite import load_suite  # noqa: E402
 from ragtune.eval.workspace import sync_folder  # noqa: E402
 from ragtune.rag.generation.answer import AnswerConfig, fit_passages, relevant  # noqa: E402
 from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, features, quoted  # noqa: E402
-from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, rank_sentences  # noqa: E402
+from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, feature_weights, rank_sentences  # noqa: E402
 
 FOLDS = 5
 
@@ -62,7 +63,9 @@ def rows_for(suite_name: str, split: str, count_tokens, work: Path) -> list[dict
                     passages = [h.text for h in chosen[: len(fitted)]]
                     row["retrieval"] = max(h.scores.get("dense", 0.0) for h in chosen)
                     row["in_passages"] = any(contains_gold(p, golds) for p in passages)
-                    ranked = rank_sentences(q.question, passages, (1.0, 0.0, 0.0, 0.0), rag._similarity)
+                    ranked = rank_sentences(
+                        q.question, passages, feature_weights(lexical=1.0), rag._similarity
+                    )
                     row["sentences"] = [
                         (s.features, bool(golds) and contains_gold(quoted(s.support), golds)) for s in ranked
                     ]
@@ -211,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     held = sum(bool(r.get("in_passages")) for r in answerable) / max(len(answerable), 1)
     oracle = sum(any(ok for _f, ok in r["sentences"]) for r in answerable) / max(len(answerable), 1)
     print(f"  answerable: gold in the passages {held:.3f}; in some quoted sentence {oracle:.3f}")
-    for name, weights in [("BM25 alone", (1.0, 0.0, 0.0, 0.0)), ("similarity alone", (0.0, 1.0, 0.0, 0.0))]:
+    for name, weights in [
+        ("BM25 alone", feature_weights(lexical=1.0)),
+        ("similarity alone", feature_weights(similarity=1.0)),
+    ]:
         print(f"  top sentence by {name}: accuracy {outcome(rows, Calibration(weights), False)['accuracy']}")
     if args.split == "dev":
         print(f"  fitted ranking, {FOLDS}-fold cross-validated: accuracy {cross_validated(rows):.3f}")
@@ -226,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{args.split}, no abstention:  ", outcome(rows, calibration, abstain=False))
     print(f"{args.split}, with abstention:", outcome(rows, calibration, abstain=True))
+    print("the trade-off a stricter or looser AnswerConfig.min_confidence makes:")
+    for threshold in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        print(
+            f"  min_confidence {threshold}:", outcome(rows, replace(calibration, threshold=threshold), True)
+        )
     if args.fit:
         data = {
             "rank_weights": list(calibration.rank_weights),

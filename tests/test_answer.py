@@ -157,6 +157,8 @@ def test_bad_answer_config_names_the_field():
         AnswerConfig(history_turns=-1)
     with pytest.raises(InputError, match="min_scores"):
         AnswerConfig(min_scores={"colbert": 0.5})
+    with pytest.raises(InputError, match="min_confidence=1.5: must be between 0 and 1"):
+        AnswerConfig(min_confidence=1.5)
 
 
 def test_tiny_real_model_answers_and_streams(tmp_path, corpus, embedder, tiny_llm_dir):
@@ -190,6 +192,21 @@ def test_auto_mode_answers_a_small_model_with_a_verified_span(tmp_path, corpus, 
     assert support.n == n and answer.text.endswith(f" [{n}]")
     assert answer.sources[n - 1].text[support.start : support.end] == support.span
     assert support.span in answer.text  # the answer quotes the sentence that holds the span
+
+
+def test_a_stricter_min_confidence_declines_what_the_fitted_threshold_answers(
+    tmp_path, corpus, embedder, tiny_llm_dir
+):
+    llm = LocalLLM.load(GeneratorConfig(model=str(tiny_llm_dir), max_new_tokens=6))
+    question = "What does QLoRA quantize the base model to?"
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm) as rag:
+        rag.ingest(corpus, progress=False)
+        fitted = rag.ask(question)
+    strict = AnswerConfig(min_confidence=1.0)
+    with RAG.open(tmp_path / "index", embedder=embedder, generator=llm, answer=strict) as rag:
+        declined = rag.ask(question)
+    assert not fitted.refused and fitted.mode == "grounded"
+    assert declined.refused and declined.reason.endswith(f"({fitted.confidence:.2f} < 1.00)")
 
 
 class SmallWindowLLM(ScriptedLLM):

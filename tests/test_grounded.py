@@ -6,7 +6,7 @@ import numpy as np
 
 from ragtune.rag.generation import grounded
 from ragtune.rag.generation.grounded import Calibration
-from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, rank_sentences
+from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, feature_weights, rank_sentences
 
 PASSAGES = [
     "Heron's watcher waits 5 seconds after the last change before it re-indexes.",
@@ -52,7 +52,10 @@ def test_embedding_similarity_decides_between_sentences_the_words_tie_on():
     passages = ["The llama-server waits 5 seconds.", "The llama-server waits 30 seconds after a crash."]
     lexical_only = extract(passages, question)
     swayed = extract(
-        passages, question, Calibration(rank_weights=(1.0, 5.0, 0.0, 0.0)), similarity=preferring("crash")
+        passages,
+        question,
+        Calibration(rank_weights=feature_weights(lexical=1.0, similarity=5.0)),
+        similarity=preferring("crash"),
     )
     assert lexical_only.supports[0].span == "5 seconds" and lexical_only.citations == [1]
     assert swayed.supports[0].span == "30 seconds" and swayed.citations == [2]
@@ -61,7 +64,7 @@ def test_embedding_similarity_decides_between_sentences_the_words_tie_on():
 def test_a_sentence_holding_the_asked_type_beats_one_without():
     question = "Which port does the llama-server use?"
     passages = ["The llama-server is started by the watcher.", "The llama-server uses port 8081."]
-    ranked = rank_sentences(question, passages, (1.0, 0.0, 0.0, 1.0))
+    ranked = rank_sentences(question, passages, feature_weights(lexical=1.0, type_fit=1.0))
     assert [r.n for r in ranked] == [2, 1] and ranked[0].support.text == "8081"
     assert ranked[1].support.kind == "sentence"  # nothing typed to quote: the sentence supports itself
 

@@ -78,12 +78,24 @@ class AnswerConfig:
         },
     )
 
+    min_confidence: float | None = field(
+        default=None,
+        metadata={
+            "help": "grounded mode: decline when the calibrated confidence that the quoted sentence "
+            "answers is below this (0 to 1); not set: the threshold fitted on the bundled suites' dev "
+            "split. Higher gives fewer wrong answers and more declined ones: on their test split 0.8 "
+            "cut hallucination from 0.22 to 0.05 and accuracy from 0.61 to 0.40."
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.k < 1:
             raise InputError(f"k={self.k}: must be >= 1")
         modes = AnswerConfig.__dataclass_fields__["answer_mode"].metadata["choices"]
         if self.answer_mode not in modes:
             raise InputError(f"answer_mode={self.answer_mode!r}: use one of {', '.join(modes)}")
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise InputError(f"min_confidence={self.min_confidence}: must be between 0 and 1")
         if self.history_turns < 0:
             raise InputError(f"history_turns={self.history_turns}: must be >= 0")
         if self.max_context_tokens < 16:
@@ -123,6 +135,8 @@ class Answer:
     mode: str = "free"  # the answering mode that produced it (AnswerConfig.answer_mode, auto resolved)
     verified: bool = False  # every number, date and name of the answer is in the passage it cites
     supports: list[Support] = field(default_factory=list)  # per cited passage: the span that holds it
+    # grounded modes: the calibrated probability that the quoted sentence answers (None: not estimated)
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +146,7 @@ class Answer:
             "reason": self.reason,
             "mode": self.mode,
             "verified": self.verified,
+            "confidence": self.confidence,
             "citations": self.citations,
             "supports": [{"n": s.n, "span": s.span, "start": s.start, "end": s.end} for s in self.supports],
             "sources": [{"n": n, **hit.to_dict()} for n, hit in enumerate(self.sources, 1)],
@@ -372,6 +387,7 @@ class Answerer:
                 llm,
                 self.config.refusal,
                 top,
+                calibration=grounded.calibration_for(self.config.min_confidence),
                 similarity=self.similarity,
             )
             return _answer(question, sources, result, mode, time.perf_counter() - started, fitted.notes)
@@ -408,6 +424,7 @@ def _answer(
         mode=mode,
         verified=result.verified,
         supports=list(result.supports),
+        confidence=result.confidence,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ragtune.rag.generation.grounding.candidates import (
     Candidate,
     RankedSentence,
     Similarity,
+    feature_weights,
     rank_sentences,
 )
 from ragtune.rag.generation.grounding.verify import Support, citations, verify
@@ -43,7 +44,7 @@ class Calibration:
     (`bench/grounding.py --fit`): rank = rank_weights . RANK_FEATURES (candidates.py); abstain when
     sigmoid(bias + weights . ABSTAIN_FEATURES) < threshold."""
 
-    rank_weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # unfitted: BM25 alone
+    rank_weights: tuple[float, ...] = feature_weights(lexical=1.0)  # unfitted: BM25 alone
     weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     bias: float = 10.0  # unfitted: never abstain beyond "no candidate"
     threshold: float = 0.5
@@ -71,6 +72,12 @@ class Calibration:
 def shipped_calibration() -> Calibration:
     """calibration.json, read once per process rather than once per answer."""
     return Calibration.load()
+
+
+def calibration_for(min_confidence: float | None) -> Calibration:
+    """The shipped calibration, with the user's threshold when one is set."""
+    shipped = shipped_calibration()
+    return shipped if min_confidence is None else replace(shipped, threshold=min_confidence)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,16 @@ _MIN_SENTENCE_SHARE = 0.35  # sentences scoring below this share of the best one
 _TOP_SENTENCES = 6
 
 RANK_FEATURES = ("lexical", "similarity", "passage", "type_fit")
+
+
+def feature_weights(**weights: float) -> tuple[float, ...]:
+    """Rank weights by feature name, 0 for those not named: feature_weights(lexical=1.0) is BM25 alone."""
+    unknown = set(weights) - set(RANK_FEATURES)
+    if unknown:
+        raise ValueError(f"unknown rank features {sorted(unknown)}; known: {RANK_FEATURES}")
+    return tuple(float(weights.get(name, 0.0)) for name in RANK_FEATURES)
+
+
 Similarity = Callable[[str, Sequence[str]], np.ndarray]  # question, texts -> cosine of each text
 
 
