@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ragtune.rag.generation.answer import generate_many, is_refusal
+from ragtune.rag.generation.answer import is_refusal
+from ragtune.rag.generation.answerer import generate_many
 
 CLOSED_BOOK_PROMPT = (
     "Answer the question in a few words from what you know. If you do not know the answer, "

@@ -23,7 +23,8 @@ from ragtune.core.errors import IndexBusyError, InputError, StoreFormatError
 from ragtune.core.schema import SearchHit
 from ragtune.indexes.embedding import Embedder, SentenceTransformerEmbedder
 from ragtune.rag.config import RAGConfig
-from ragtune.rag.generation.answer import LLM, Answer, AnswerConfig, Answerer, AnswerStream, Conversation
+from ragtune.rag.generation.answer import LLM, Answer, AnswerConfig
+from ragtune.rag.generation.answerer import Answerer, AnswerStream, Conversation
 from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 from ragtune.rag.ingest.ingestor import Ingestor, IngestReport
 from ragtune.rag.retrieval import retrieve

@@ -20,8 +20,8 @@ _EXPORTS = {
     "RAGConfig": "ragtune.rag.config",
     "Answer": "ragtune.rag.generation.answer",
     "AnswerConfig": "ragtune.rag.generation.answer",
-    "AnswerStream": "ragtune.rag.generation.answer",
-    "Conversation": "ragtune.rag.generation.answer",
+    "AnswerStream": "ragtune.rag.generation.answerer",
+    "Conversation": "ragtune.rag.generation.answerer",
     "GeneratorConfig": "ragtune.rag.generation.llm",
     "LocalLLM": "ragtune.rag.generation.llm",
     "ReaderConfig": "ragtune.rag.config",
@@ -76,7 +76,8 @@ if TYPE_CHECKING:
     from ragtune.indexes.embedding import EmbeddingConfig
     from ragtune.rag.api import RAG
     from ragtune.rag.config import RAGConfig, ReaderConfig, RetrievalConfig
-    from ragtune.rag.generation.answer import Answer, AnswerConfig, AnswerStream, Conversation
+    from ragtune.rag.generation.answer import Answer, AnswerConfig
+    from ragtune.rag.generation.answerer import AnswerStream, Conversation
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
     from ragtune.rag.ingest.chunking import ChunkingConfig
     from ragtune.rag.ingest.ingestor import IngestPlan, IngestReport, plan_ingest

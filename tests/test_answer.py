@@ -9,14 +9,13 @@ import pytest
 from ragtune import RAG, AnswerConfig, GeneratorConfig, InputError, LocalLLM
 from ragtune.core.schema import SearchHit
 from ragtune.rag.generation.answer import (
-    Answerer,
-    AnswerStream,
     Turn,
     citations,
     fit_passages,
     is_refusal,
     relevant,
 )
+from ragtune.rag.generation.answerer import Answerer, AnswerStream
 
 
 class ScriptedLLM:
@@ -142,7 +141,7 @@ def test_conversation_keeps_only_the_window_of_turns(rag: RAG, corpus, llm: Scri
     rag.ingest(corpus, progress=False)
     config = AnswerConfig(history_turns=1, min_scores={})
     answerer = Answerer(lambda q, k, mode: rag.search(q, k=k, mode=mode), lambda: llm, config)
-    from ragtune.rag.generation.answer import Conversation
+    from ragtune.rag.generation.answerer import Conversation
 
     chat = Conversation(answerer)
     for question in ("what is LoRA?", "what is QLoRA?", "what is BM25 length normalisation?"):
