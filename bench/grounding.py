@@ -113,14 +113,12 @@ def cross_validated(rows: list[dict]) -> float:
 
 
 def abstain_features(row: dict, weights: np.ndarray) -> tuple[float, ...]:
-    """ABSTAIN_FEATURES of the row's ranking under `weights`, as grounded.features computes them."""
-    from ragtune.rag.generation.grounding.candidates import Candidate, RankedSentence
-
+    """ABSTAIN_FEATURES of the row's ranking under `weights`, by grounded.features."""
     x, _y = _arrays(row)
     scores = x @ weights
-    dummy = Candidate(1, "", 0, 0, "", "sentence", 0.0)
-    ranked = [RankedSentence(1, 0, 0, tuple(x[i]), float(scores[i]), dummy) for i in np.argsort(-scores)]
-    return features(row["retrieval"], ranked)
+    order = np.argsort(-scores)
+    runner_up = float(scores[order[1]]) if len(order) > 1 else None
+    return features(row["retrieval"], tuple(x[order[0]]), float(scores[order[0]]), runner_up)
 
 
 def fit_logistic(

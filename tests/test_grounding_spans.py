@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragtune.rag.generation.grounding.candidates import candidates
+from ragtune.rag.generation.grounding.candidates import Candidate, feature_weights, rank_sentences, spans_in
 from ragtune.rag.generation.grounding.spans import (
     answer_type,
     contains,
@@ -75,33 +75,44 @@ def test_answer_type_follows_the_wording_of_the_question() -> None:
     assert answer_type("Why do small models ramble?") == "phrase"
 
 
-def test_candidates_for_how_many_return_the_number_of_the_right_sentence() -> None:
-    best = candidates("How many documents does the wiki have?", PASSAGES)[0]
+# Ranked by word overlap and answer-type fit only: what these tests check needs no embedding model.
+LEXICAL_AND_FIT = feature_weights(lexical=1.0, type_fit=1.0)
+
+
+def best_support(question: str) -> Candidate:
+    return rank_sentences(question, PASSAGES, LEXICAL_AND_FIT)[0].support
+
+
+def spans_of_sentence(question: str, n: int, i: int) -> list[Candidate]:
+    """The typed spans of sentence i of passage n for `question`, best first."""
+    a, b = sentences(PASSAGES[n - 1])[i]
+    return sorted(spans_in(question, PASSAGES[n - 1], n, a, b), key=lambda c: -c.score)
+
+
+def test_how_many_is_answered_by_the_number_of_the_right_sentence() -> None:
+    best = best_support("How many documents does the wiki have?")
     assert (best.n, best.text, best.kind) == (3, "4,100", "number")
     assert best.sentence == "The wiki has 4,100 documents."
     assert PASSAGES[best.n - 1][best.start : best.end] == best.text
 
 
-def test_candidates_keep_the_unit_of_a_number() -> None:
-    best = candidates("How long does a full rebuild take?", PASSAGES)[0]
+def test_a_number_keeps_its_unit() -> None:
+    best = best_support("How long does a full rebuild take?")
     assert (best.n, best.text) == (3, "6 minutes")
 
 
-def test_candidates_prefer_the_number_next_to_the_asked_parameter() -> None:
-    found = [c.text for c in candidates("What value of b does Heron use?", PASSAGES) if c.kind == "number"]
+def test_the_number_next_to_the_asked_parameter_is_preferred() -> None:
+    found = [c.text for c in spans_of_sentence("What value of b does Heron use?", 1, 1) if c.kind == "number"]
     assert found[0] == "0.75"
 
 
 def test_a_span_repeating_the_question_is_not_a_candidate() -> None:
-    found = {c.text for c in candidates("How long does a full rebuild of 21,000 chunks take?", PASSAGES)}
+    found = {c.text for c in spans_of_sentence("How long does a full rebuild of 21,000 chunks take?", 3, 1)}
     assert "6 minutes" in found
     assert "21,000 chunks" not in found and "21,000" not in found
 
 
-def test_every_top_sentence_is_a_candidate_too() -> None:
-    found = candidates("How many documents does the wiki have?", PASSAGES)
-    assert ("sentence", "The wiki has 4,100 documents.") in {(c.kind, c.text) for c in found}
-
-
-def test_no_candidates_when_no_passage_shares_a_word_with_the_question() -> None:
-    assert candidates("Which licence covers Heron's logo?", ["Bananas are yellow."]) == []
+def test_no_sentence_is_ranked_when_no_passage_shares_a_word_with_the_question() -> None:
+    assert (
+        rank_sentences("Which licence covers Heron's logo?", ["Bananas are yellow."], LEXICAL_AND_FIT) == []
+    )

@@ -23,7 +23,6 @@ from typing import Any
 from ragtune.rag.generation.grounding.candidates import (
     RANK_FEATURES,
     Candidate,
-    RankedSentence,
     Similarity,
     feature_weights,
     rank_sentences,
@@ -45,7 +44,7 @@ class Calibration:
     sigmoid(bias + weights . ABSTAIN_FEATURES) < threshold."""
 
     rank_weights: tuple[float, ...] = feature_weights(lexical=1.0)  # unfitted: BM25 alone
-    weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    weights: tuple[float, ...] = (0.0,) * len(ABSTAIN_FEATURES)
     bias: float = 10.0  # unfitted: never abstain beyond "no candidate"
     threshold: float = 0.5
     fitted_on: str = "not fitted"
@@ -115,11 +114,13 @@ def checked(text: str, passages: list[str], refused: bool, refusal_reason: str) 
     return Grounded(text, cited, False, verification.reason, verification.verified, verification.supports)
 
 
-def features(retrieval: float, ranked: list[RankedSentence]) -> tuple[float, ...]:
-    """ABSTAIN_FEATURES of a ranking (best first)."""
-    best = ranked[0]
-    margin = best.score - ranked[1].score if len(ranked) > 1 else best.score
-    return (retrieval, best.score, best.features[RANK_FEATURES.index("similarity")], margin)
+def features(
+    retrieval: float, best_features: tuple[float, ...], best_score: float, next_score: float | None
+) -> tuple[float, ...]:
+    """ABSTAIN_FEATURES of a ranking: the best sentence's RANK_FEATURES and score, and the runner-up's
+    score (None when the best sentence is the only one: its margin is then its whole score)."""
+    margin = best_score - next_score if next_score is not None else best_score
+    return (retrieval, best_score, best_features[RANK_FEATURES.index("similarity")], margin)
 
 
 MAX_ANSWER_CHARS = 240
@@ -170,13 +171,16 @@ def extractive(
     ranked = rank_sentences(question, passages, calibration.rank_weights, similarity)
     if not ranked:
         return Grounded(refusal, [], True, "no passage sentence shares a word with the question", False)
-    confidence = calibration.confidence(features(retrieval, ranked))
+    best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+    confidence = calibration.confidence(
+        features(retrieval, best.features, best.score, runner_up.score if runner_up else None)
+    )
     if abstain and confidence < calibration.threshold:
         reason = (
             f"the best sentence is not a confident answer ({confidence:.2f} < {calibration.threshold:.2f})"
         )
         return Grounded(refusal, [], True, reason, False, [], confidence)
-    return _span_answer(ranked[0].support, confidence)
+    return _span_answer(best.support, confidence)
 
 
 def constrained(passages: list[str], messages: list[dict[str, str]], llm: Any, refusal: str) -> Grounded:

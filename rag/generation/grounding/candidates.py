@@ -23,14 +23,13 @@ from ragtune.rag.generation.grounding.spans import (
     STOP_WORDS,
     answer_type,
     content_stems,
-    normalise,
     sentences,
     stem,
     token_spans,
     typed_spans,
 )
 
-# How well a span kind fits each answer type; the whole sentence is the fallback candidate.
+# How well a span kind fits each answer type; "sentence": a sentence with no typed span supports itself.
 _FIT = {
     "number": {"number": 1.0, "value": 0.4, "date": 0.3, "name": 0.2, "sentence": 0.3},
     "date": {"date": 1.0, "number": 0.5, "value": 0.3, "name": 0.3, "sentence": 0.3},
@@ -51,8 +50,6 @@ _WANTED_UNITS = (
         re.compile(r"(?<![A-Za-z])(?:[KMGT]i?B|kb|mb|gb|tb|bytes?)$", re.IGNORECASE),
     ),
 )
-_MIN_SENTENCE_SHARE = 0.35  # sentences scoring below this share of the best one are not looked into
-_TOP_SENTENCES = 6
 
 RANK_FEATURES = ("lexical", "similarity", "passage", "type_fit")
 
@@ -169,30 +166,6 @@ def _units(question: str, passages: list[str]) -> tuple[list[tuple[int, int, int
     return units, [
         0.0 if "?" in passages[n - 1][a:b] else s for (n, a, b), s in zip(units, scores, strict=True)
     ]
-
-
-def candidates(question: str, passages: list[str], limit: int = 20) -> list[Candidate]:
-    """Spans of the passages that may answer `question`, best first (at most `limit`): the typed spans
-    of the best sentences by BM25, and those sentences themselves (kind "sentence"). No candidates when
-    no sentence shares a content word with the question."""
-    units, scores = _units(question, passages)
-    best = max(scores, default=0.0)
-    if best <= 0:
-        return []
-    sentence_fit = _FIT[answer_type(question)]["sentence"]
-    found: dict[tuple[str, str], Candidate] = {}
-    for i in sorted(range(len(units)), key=lambda i: (-scores[i], i))[:_TOP_SENTENCES]:
-        share = scores[i] / best
-        if share < _MIN_SENTENCE_SHARE:
-            break
-        n, a, b = units[i]
-        passage = passages[n - 1]
-        sentence = Candidate(n, passage[a:b], a, b, passage[a:b], "sentence", share * sentence_fit)
-        for c in [sentence, *spans_in(question, passage, n, a, b, share)]:
-            key = (c.kind, normalise(c.text))
-            if key not in found or found[key].score < c.score:
-                found[key] = c
-    return sorted(found.values(), key=lambda c: (-c.score, c.n, c.start, c.end))[:limit]
 
 
 def rank_sentences(
