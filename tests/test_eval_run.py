@@ -120,20 +120,20 @@ def suite_dir(tmp_path) -> Path:
     return write_suite(tmp_path / "suite")
 
 
+def tiny_suite_run(root: Path, config, **options) -> Path:
+    """The tiny suite written under `root` and run into root/run, quietly, with the fake embedder."""
+    out = root / "run"
+    run_suite(
+        write_suite(root / "suite"), out, config=config, progress=False, embedder=FakeEmbedder(), **options
+    )
+    return out
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_llm_dir) -> Path:
     """One run of every setup on the tiny suite with a tiny real Llama, fine-tuned for two steps."""
 
-    root = tmp_path_factory.mktemp("eval")
-    out = root / "run"
-    run_suite(
-        write_suite(root / "suite"),
-        out,
-        config=tiny_config(tiny_llm_dir),
-        progress=False,
-        embedder=FakeEmbedder(),
-    )
-    return out
+    return tiny_suite_run(tmp_path_factory.mktemp("eval"), tiny_config(tiny_llm_dir))
 
 
 def test_a_run_writes_every_output_file(full_run):
@@ -306,17 +306,8 @@ def test_fine_tuning_sees_the_documents_and_never_the_questions(
 @pytest.fixture(scope="module")
 def grounded_raft_run(tmp_path_factory, tiny_llm_dir) -> Path:
     """rag-grounded and raft+rag on the tiny suite with the tiny Llama, the RAFT adapter re-trained on v2."""
-    root = tmp_path_factory.mktemp("eval-raft")
-    out = root / "run"
-    run_suite(
-        write_suite(root / "suite"),
-        out,
-        setups="rag-grounded,raft+rag",
-        config=tiny_config(tiny_llm_dir, retrain=True),
-        progress=False,
-        embedder=FakeEmbedder(),
-    )
-    return out
+    config = tiny_config(tiny_llm_dir, retrain=True)
+    return tiny_suite_run(tmp_path_factory.mktemp("eval-raft"), config, setups="rag-grounded,raft+rag")
 
 
 def test_answer_mode_and_raft_setups_write_answers_under_their_names(grounded_raft_run):
