@@ -13,6 +13,8 @@ import time
 import unicodedata
 from typing import Any
 
+from ragtune.rag.generation.answer import verdict
+
 MAX_PROBLEMS_SHOWN = 20
 
 
@@ -110,16 +112,3 @@ def print_sources(answer) -> None:
         mark = "*" if n in answer.citations else " "
         print(f" {mark}[{n}] {_heading(hit)} (chunk {hit.position})")
     print(f"  ({verdict(answer)})")
-
-
-def verdict(answer) -> str:
-    """One line on how far to trust the answer: what it was verified against, or why it was declined."""
-    mode = getattr(answer, "mode", "free")
-    if answer.refused:
-        return f"declined ({mode}): {answer.reason}" if answer.reason else f"declined ({mode})"
-    if getattr(answer, "verified", False):
-        cited = ", ".join(f"[{n}]" for n in answer.citations)
-        return f"verified against {cited} ({mode})"
-    if not answer.citations:
-        return f"not verified ({mode}): the answer cites no passage; check it against the sources"
-    return f"not verified ({mode}): {answer.reason}; check it against the sources"

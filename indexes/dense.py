@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +15,10 @@ from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import text_hash
 from ragtune.indexes.base import Ranking, damaged, load_array, load_json, read_params, write_params
 from ragtune.indexes.embedding import Embedder
+
+# Texts embedded per call when a caller follows progress: small enough for a bar that moves, large
+# enough (several of the embedder's own batches) that the slicing costs nothing measurable.
+EMBED_SLICE = 256
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,16 @@ class DenseIndex:
     def __len__(self) -> int:
         return len(self.hashes)
 
-    def updated(self, keep: np.ndarray, added_texts: Sequence[str], progress: bool = False) -> DenseIndex:
-        """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector."""
+    def updated(
+        self,
+        keep: np.ndarray,
+        added_texts: Sequence[str],
+        progress: bool = False,
+        on_embedded: Callable[[int, int], None] | None = None,
+    ) -> DenseIndex:
+        """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector.
+
+        `on_embedded(done, total)` is called as the new texts are embedded, in slices of EMBED_SLICE."""
         added_hashes = [text_hash(t) for t in added_texts]
         known = {h: row for row, h in enumerate(self.hashes)}
         to_embed: dict[str, str] = {}
@@ -102,7 +114,7 @@ class DenseIndex:
             if h not in known:
                 to_embed.setdefault(h, text)
         fresh = (
-            self.embedder.encode(list(to_embed.values()), progress=progress)
+            self._embed(list(to_embed.values()), progress, on_embedded)
             if to_embed
             else np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
         )
@@ -118,6 +130,19 @@ class DenseIndex:
         result = DenseIndex(self.embedder, vectors, hashes, self.config)
         result.embedded = len(to_embed)
         return result
+
+    def _embed(
+        self, texts: list[str], progress: bool, on_embedded: Callable[[int, int], None] | None
+    ) -> np.ndarray:
+        if on_embedded is None:
+            return self.embedder.encode(texts, progress=progress)
+        # Slices, not one call, so a caller (the UI's progress bar) hears how far embedding has got.
+        parts = []
+        on_embedded(0, len(texts))
+        for start in range(0, len(texts), EMBED_SLICE):
+            parts.append(self.embedder.encode(texts[start : start + EMBED_SLICE], progress=progress))
+            on_embedded(min(start + EMBED_SLICE, len(texts)), len(texts))
+        return np.vstack(parts)
 
     def search(self, query: str, k: int) -> Ranking:
         if not len(self) or k <= 0:

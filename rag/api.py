@@ -26,7 +26,7 @@ from ragtune.rag.config import RAGConfig
 from ragtune.rag.generation.answer import LLM, Answer, AnswerConfig
 from ragtune.rag.generation.answerer import Answerer, AnswerStream, Conversation
 from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
-from ragtune.rag.ingest.ingestor import Ingestor, IngestReport
+from ragtune.rag.ingest.ingestor import Ingestor, IngestReport, ProgressCallback
 from ragtune.rag.retrieval import retrieve
 from ragtune.rag.store.database import Store
 from ragtune.rag.store.generations import Generation, Generations
@@ -150,17 +150,24 @@ class RAG:
     # -- public API -------------------------------------------------------------------------------
 
     def ingest(
-        self, path: str | os.PathLike[str], *, rebuild: bool = False, progress: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        rebuild: bool = False,
+        progress: bool = True,
+        on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Bring the index in line with the files at `path`: only new and edited documents are
         re-chunked and re-embedded; documents whose files are gone are removed from every index.
 
-        `rebuild=True` re-reads every file and rebuilds all indexes from scratch.
+        `rebuild=True` re-reads every file and rebuilds all indexes from scratch. `progress` draws
+        progress bars on the terminal; `on_progress(IngestProgress)` is called as files are read, chunks
+        embedded and the new generation saved (the UI's progress bar). Searches keep being answered from
+        the current generation meanwhile and see the new one once it is committed.
         """
         with self._write_lock():
-            return Ingestor(self.store, self.generations, self.config, self.embedder, progress).run(
-                path, rebuild=rebuild
-            )
+            ingestor = Ingestor(self.store, self.generations, self.config, self.embedder, progress, on_progress)
+            return ingestor.run(path, rebuild=rebuild)
 
     def search(
         self, query: str, k: int = 5, mode: str | None = None, weights: dict[str, float] | None = None
@@ -205,14 +212,22 @@ class RAG:
             for rank, (c, row) in enumerate(((c, rows[c.chunk_id]) for c in chosen if c.chunk_id in rows), 1)
         ]
 
-    def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
+    def ask(
+        self,
+        question: str,
+        *,
+        stream: bool = False,
+        llm: LLM | None = None,
+        answer: AnswerConfig | None = None,
+    ) -> Answer | AnswerStream:
         """Answer `question` from the indexed documents, citing passages as [1], [2].
 
         With `stream=True` the result is an `AnswerStream`: iterate over it for the text as it is
         generated, then read `.answer`. When no chunk is relevant enough the answer is a refusal and the
-        model is not loaded.
+        model is not loaded. `llm` and `answer` replace this index's generator and answer settings for
+        this question only: one open index serves several models without being loaded again.
         """
-        return self._answerer().ask(question, stream=stream)
+        return self._answerer(llm, answer).ask(question, stream=stream)
 
     def ask_many(self, questions: list[str], *, batch_size: int = 8) -> list[Answer]:
         """`ask` for many questions, generating up to `batch_size` answers at once: on a CPU a batch of 8
@@ -221,13 +236,16 @@ class RAG:
             raise InputError(f"batch_size={batch_size}: must be >= 1")
         return self._answerer().ask_many(list(questions), batch_size=batch_size)
 
-    def conversation(self) -> Conversation:
-        """A chat whose follow-up questions are read with the recent turns."""
-        return Conversation(self._answerer())
+    def conversation(self, *, llm: LLM | None = None, answer: AnswerConfig | None = None) -> Conversation:
+        """A chat whose follow-up questions are read with the recent turns; `llm` and `answer` as in `ask`."""
+        return Conversation(self._answerer(llm, answer))
 
-    def _answerer(self) -> Answerer:
+    def _answerer(self, llm: LLM | None = None, answer: AnswerConfig | None = None) -> Answerer:
         return Answerer(
-            lambda q, k, mode: self.search(q, k=k, mode=mode), self.llm, self.answer_config, self._similarity
+            lambda q, k, mode: self.search(q, k=k, mode=mode),
+            self.llm if llm is None else (lambda: llm),
+            answer or self.answer_config,
+            self._similarity,
         )
 
     def _similarity(self, question: str, texts: Sequence[str]) -> np.ndarray:

@@ -116,6 +116,23 @@ def test_a_model_that_says_it_does_not_know_is_a_refusal(ask_rag: RAG, llm: Scri
     assert answer.refused and answer.sources and "model" in answer.reason
 
 
+def test_a_model_given_for_one_question_answers_it_instead_of_the_index_model(ask_rag: RAG, llm: ScriptedLLM):
+    other = ScriptedLLM("QLoRA quantizes to 4-bit NormalFloat [1].")
+    answer = ask_rag.ask(
+        "What does QLoRA quantize to?", llm=other, answer=AnswerConfig(k=1, answer_mode="free")
+    )
+    assert answer.text == "QLoRA quantizes to 4-bit NormalFloat [1]."
+    assert len(answer.sources) == 1 and other.prompts and not llm.prompts
+
+
+def test_a_conversation_with_its_own_model_keeps_using_it(ask_rag: RAG, llm: ScriptedLLM):
+    other = ScriptedLLM("LoRA learns BA [1].")
+    chat = ask_rag.conversation(llm=other, answer=AnswerConfig(answer_mode="free"))
+    chat.ask("What does LoRA learn?")
+    chat.ask("And what is it scaled by?")
+    assert len(other.prompts) == 2 and not llm.prompts
+
+
 def test_streaming_yields_pieces_then_the_whole_answer(ask_rag: RAG):
     stream = ask_rag.ask("how does LoRA learn a low-rank update?", stream=True)
     assert isinstance(stream, AnswerStream)

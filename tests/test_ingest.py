@@ -43,6 +43,27 @@ def test_reingesting_an_unchanged_folder_changes_nothing(rag, corpus, embedder):
     assert rag.status()["chunks"] == report.unchanged  # no duplicates: one chunk per tiny document
 
 
+def test_progress_callback_follows_reading_embedding_indexing_and_saving(rag, corpus, monkeypatch):
+    monkeypatch.setattr("ragtune.indexes.dense.EMBED_SLICE", 4)  # 6 chunks: two slices
+    heard = []
+    rag.ingest(corpus, progress=False, on_progress=lambda p: heard.append((p.stage, p.done, p.total)))
+    stages = [stage for stage, _, _ in heard]
+    assert stages == sorted(stages, key=["reading", "embedding", "indexing", "saving"].index)
+    assert [h for h in heard if h[0] == "embedding"] == [
+        ("embedding", 0, 6),
+        ("embedding", 4, 6),
+        ("embedding", 6, 6),
+    ]
+    assert ("reading", 6, 6) in heard and heard[-1] == ("saving", 1, 1)
+
+
+def test_an_unchanged_folder_reports_only_its_reading(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    heard = []
+    rag.ingest(corpus, progress=False, on_progress=lambda p: heard.append(p.stage))
+    assert set(heard) == {"reading"}
+
+
 def test_touching_a_file_without_changing_it_reindexes_nothing(rag, corpus, embedder):
     rag.ingest(corpus, progress=False)
     os.utime(corpus / "lora.md", (1, 1))

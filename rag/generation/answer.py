@@ -151,6 +151,18 @@ class Answer:
         }
 
 
+def verdict(answer: Answer) -> str:
+    """One line on how far to trust the answer: what it was verified against, or why it was declined."""
+    if answer.refused:
+        return f"declined ({answer.mode}): {answer.reason}" if answer.reason else f"declined ({answer.mode})"
+    if answer.verified:
+        cited = ", ".join(f"[{n}]" for n in answer.citations)
+        return f"verified against {cited} ({answer.mode})"
+    if not answer.citations:
+        return f"not verified ({answer.mode}): the answer cites no passage; check it against the sources"
+    return f"not verified ({answer.mode}): {answer.reason}; check it against the sources"
+
+
 @dataclass(frozen=True)
 class Turn:
     question: str

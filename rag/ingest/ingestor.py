@@ -59,6 +59,25 @@ def plan_ingest(stored: Mapping[str, str], incoming: Mapping[str, str]) -> Inges
 
 
 @dataclass(frozen=True)
+class IngestProgress:
+    """How far an ingest has got, for a progress bar: `done` of `total` in its current stage.
+
+    Stages, in order: reading (files), embedding (new chunk texts), indexing (BM25 and TF-IDF),
+    saving (the new generation, then the store commit). Stages with nothing to do are not reported."""
+
+    stage: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
 class FileNote:
     path: str
     reason: str
@@ -118,13 +137,19 @@ class Ingestor:
         config: RAGConfig,
         embedder: Callable[[], Embedder],
         progress: bool = True,
+        on_progress: ProgressCallback | None = None,
     ):
         self.store = store
         self.generations = generations
         self.config = config
         self.embedder = embedder
         self.progress = progress
+        self.on_progress = on_progress
         self.chunker = Chunker(config.chunking)
+
+    def _tell(self, stage: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(IngestProgress(stage, done, total))
 
     def run(self, path: str | os.PathLike[str], rebuild: bool = False) -> IngestReport:
         started = time.time()
@@ -173,6 +198,7 @@ class Ingestor:
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
         number = self.generations.next_number(current)
         generation = self._build(base, current, removed_chunk_ids, new_chunks, report)
+        self._tell("saving", 0, 1)
         self.generations.write(
             number,
             generation.chunk_ids,
@@ -196,6 +222,7 @@ class Ingestor:
             report.generation = number
             report.seconds = time.perf_counter() - clock
             self.store.record_ingest(str(root), started, number, report.to_dict())
+        self._tell("saving", 1, 1)
         # Keep the generation just replaced: a reader may still be loading it.
         self.generations.prune(keep={current, number})
         return report
@@ -235,7 +262,9 @@ class Ingestor:
             scan.sources.append(SourceWrite(source, *read, reason, problems))
 
         files = list_files(root, exclude=self.generations.root.parent.resolve())
-        for path in tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2):
+        bar = tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2)
+        for done, path in enumerate(bar):
+            self._tell("reading", done, len(files))
             source = path.as_posix()
             scan.present.add(source)
             refused = refusal(path, root)  # links, FIFOs and devices are never opened
@@ -295,6 +324,7 @@ class Ingestor:
             for doc in result.documents:
                 scan.documents[doc.id] = doc
                 scan.mtimes[doc.id] = stat.st_mtime
+        self._tell("reading", len(files), len(files))
         return scan
 
     def _chunk(self, documents: list[Document]) -> list[Chunk]:
@@ -348,14 +378,22 @@ class Ingestor:
         added_ids = [cid for cid, _ in stored] + [c.id for c in new_chunks]
         added_texts = [text for _, text in stored] + [c.text for c in new_chunks]
         # With salvaged vectors and no rows kept, `updated` uses them only to look texts up by hash.
-        dense = old["dense"].updated(keep, added_texts, progress=self.progress)  # type: ignore[call-arg]
+        dense = old["dense"].updated(  # type: ignore[call-arg]
+            keep,
+            added_texts,
+            progress=self.progress,
+            on_embedded=(lambda done, total: self._tell("embedding", done, total)) if self.on_progress else None,
+        )
         report.embedded = dense.embedded
         report.chunks_added = len(new_chunks)
         report.chunks_removed = len(removed)
         chunk_ids = [cid for cid, k in zip(old_ids, keep, strict=True) if k] + added_ids
         generation = Generation(0, None, chunk_ids, self.embedder)
+        self._tell("indexing", 0, 2)
         generation.preset("bm25", old["bm25"].updated(keep, added_texts))
+        self._tell("indexing", 1, 2)
         generation.preset("tfidf", old["tfidf"].updated(keep, added_texts))
+        self._tell("indexing", 2, 2)
         generation.preset("dense", dense)
         return generation
 
