@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _index_commands(commands, common)
     _model_commands(commands, common)
     _eval_command(commands, common)
+    _ui_command(commands, common)
     return parser
 
 
@@ -171,6 +172,15 @@ def _eval_command(commands, common) -> None:
         "compare closed-book, RAG, fine-tuned and fine-tuned + RAG answering on a question suite",
     )
     eval_command.add_arguments(evaluate)
+
+
+def _ui_command(commands, common) -> None:
+    from ragtune.cli import ui_command
+
+    ui = _command(
+        commands, "ui", ui_command.run, common, "open the web page: chat, documents, status, experiments"
+    )
+    ui_command.add_arguments(ui)
 
 
 def main(argv: list[str] | None = None) -> int:
