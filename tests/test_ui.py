@@ -206,3 +206,41 @@ def test_experiments_show_two_runs_side_by_side(app, settings, tiny_llm_dir):
     assert sum("## Phase v1" in m.value or "Phase v1" in m.value for m in app.markdown) >= 2
     assert len(app.get("image")) >= 4  # the metric and freshness plots of both runs
     assert "minus" in app.expander[0].label and "accuracy" in app.code[0].value
+
+
+def test_another_tab_keeps_answering_during_a_reindex_and_then_sees_the_new_document(
+    app, settings, monkeypatch
+):
+    import threading
+
+    from ragtune.rag.store.generations import Generations
+
+    writing, release = threading.Event(), threading.Event()
+    real_write = Generations.write
+
+    def slow_write(self, *args, **kwargs):
+        writing.set()
+        assert release.wait(60), "the test never released the ingest"
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Generations, "write", slow_write)
+    uploader = go(
+        AppTest.from_function(_app, args=(settings.to_json(),), default_timeout=TIMEOUT).run(), "Documents"
+    )
+    uploader.get("file_uploader")[0].set_value(
+        ("heron.md", b"# Heron\n\nThe heron nests in tall reeds.", "text/markdown")
+    )
+    uploader.run().button(key="reindex").click()
+    reindex = threading.Thread(target=uploader.run)
+    reindex.start()
+    try:
+        assert writing.wait(60)
+        ask(app, "Where does the heron nest?")  # the other tab, while the new generation is being written
+        assert not app.exception and not app.error
+        assert "heron" not in "\n".join(m.value for m in app.expander[0].markdown)
+    finally:
+        release.set()
+        reindex.join(60)
+    assert {m.label: m.value for m in uploader.metric}["added"] == "1"
+    ask(app, "Where does the heron nest?")
+    assert "heron.md" in app.expander[1].markdown[0].value.replace("\\", "")
