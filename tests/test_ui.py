@@ -244,3 +244,18 @@ def test_another_tab_keeps_answering_during_a_reindex_and_then_sees_the_new_docu
     assert {m.label: m.value for m in uploader.metric}["added"] == "1"
     ask(app, "Where does the heron nest?")
     assert "heron.md" in app.expander[1].markdown[0].value.replace("\\", "")
+
+
+def test_an_adapter_found_under_the_adapters_folder_answers_on_its_base(app, settings, tiny_llm_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = Path(settings.adapters_dir) / "runs" / "lora-v1"
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    app.run()
+    assert app.sidebar.selectbox(key="adapter").options == ["(none)", str(adapter)]
+    app.sidebar.selectbox(key="adapter").set_value(str(adapter))
+    ask(app.run(), "What does LoRA learn?")
+    assert not app.exception and not app.error
+    assert app.session_state["conversation"].answerer.llm().info.adapter == str(adapter)
