@@ -166,7 +166,9 @@ class RAG:
         the current generation meanwhile and see the new one once it is committed.
         """
         with self._write_lock():
-            ingestor = Ingestor(self.store, self.generations, self.config, self.embedder, progress, on_progress)
+            ingestor = Ingestor(
+                self.store, self.generations, self.config, self.embedder, progress, on_progress
+            )
             return ingestor.run(path, rebuild=rebuild)
 
     def search(

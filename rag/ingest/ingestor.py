@@ -382,7 +382,9 @@ class Ingestor:
             keep,
             added_texts,
             progress=self.progress,
-            on_embedded=(lambda done, total: self._tell("embedding", done, total)) if self.on_progress else None,
+            on_embedded=(lambda done, total: self._tell("embedding", done, total))
+            if self.on_progress
+            else None,
         )
         report.embedded = dense.embedded
         report.chunks_added = len(new_chunks)
