@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import signal
 import socket
 import subprocess
 import sys
@@ -85,4 +86,22 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    return subprocess.call(streamlit_command(settings, args.host, args.port))
+    return _run_forwarding_signals(streamlit_command(settings, args.host, args.port))
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run Streamlit as a child and pass SIGTERM / SIGHUP on to it: without this, `kill` on `ragtune ui`
+    (or a service manager stopping it) would leave the server running, orphaned. Ctrl-C already reaches
+    both, as they share the terminal's process group."""
+    server = subprocess.Popen(command)
+    forwarded = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
+    previous = {s: signal.signal(s, lambda number, _frame: server.send_signal(number)) for s in forwarded}
+    try:
+        while True:
+            try:
+                return server.wait()
+            except KeyboardInterrupt:  # the child got the same Ctrl-C: wait for it to finish
+                continue
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -38,36 +38,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def ui_server(*options: str, timeout: float = 120):
-    """`ragtune ui` on a free localhost port, started as a user would; yields its URL, then stops it."""
+def start_ui(*options: str) -> tuple[subprocess.Popen, str]:
+    """`ragtune ui` on a free localhost port, started as a user would, in its own process group."""
     port = free_port()
     command = [sys.executable, "-m", "ragtune.cli.main", "ui", "--port", str(port), *options]
-    log = open(os.devnull, "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(server: subprocess.Popen, url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"ragtune ui exited with {server.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ragtune ui did not answer on {url} within {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
+def stop_group(server: subprocess.Popen) -> None:
+    """Stop the server's whole process group: streamlit and anything it started."""
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"ragtune ui exited with {server.returncode} before serving")
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"ragtune ui did not answer on {url} within {timeout:.0f} s") from None
-                time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@contextmanager
+def ui_server(*options: str, timeout: float = 120):
+    """`ragtune ui` on a free localhost port; yields its URL once it answers, then stops it."""
+    server, url = start_ui(*options)
+    try:
+        wait_healthy(server, url, timeout)
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # streamlit and anything it started
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+        stop_group(server)
 
 
 def chromium(width: int = 1400, height: int = 1000):

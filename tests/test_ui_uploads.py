@@ -130,3 +130,30 @@ def test_a_port_in_use_is_one_line(capsys, tmp_path):
 def test_bad_ui_options_are_one_line(capsys, tmp_path, argv, message):
     assert main(["ui", "--index", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_stopping_ragtune_ui_with_sigterm_stops_the_streamlit_server_too(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.browser import start_ui, stop_group, wait_healthy
+
+    server, url = start_ui("--index", str(tmp_path / "index"))
+    try:
+        wait_healthy(server, url)
+        os.kill(
+            server.pid, signal.SIGTERM
+        )  # the ragtune process only, as `kill PID` or a service manager does
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(server.pid, 0)  # raises once no process of the group is left
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the streamlit server outlived `ragtune ui`")
+    finally:
+        stop_group(server)
