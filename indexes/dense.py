@@ -14,11 +14,7 @@ import numpy as np
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import text_hash
 from ragtune.indexes.base import Ranking, damaged, load_array, load_json, read_params, write_params
-from ragtune.indexes.embedding import Embedder
-
-# Texts embedded per call when a caller follows progress: small enough for a bar that moves, large
-# enough (several of the embedder's own batches) that the slicing costs nothing measurable.
-EMBED_SLICE = 256
+from ragtune.indexes.embedding import Embedder, encode_in_slices
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ class DenseIndex:
     ) -> DenseIndex:
         """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector.
 
-        `on_embedded(done, total)` is called as the new texts are embedded, in slices of EMBED_SLICE."""
+        `on_embedded(done, total)` is called as the new texts are embedded."""
         added_hashes = [text_hash(t) for t in added_texts]
         known = {h: row for row, h in enumerate(self.hashes)}
         to_embed: dict[str, str] = {}
@@ -134,15 +130,7 @@ class DenseIndex:
     def _embed(
         self, texts: list[str], progress: bool, on_embedded: Callable[[int, int], None] | None
     ) -> np.ndarray:
-        if on_embedded is None:
-            return self.embedder.encode(texts, progress=progress)
-        # Slices, not one call, so a caller (the UI's progress bar) hears how far embedding has got.
-        parts = []
-        on_embedded(0, len(texts))
-        for start in range(0, len(texts), EMBED_SLICE):
-            parts.append(self.embedder.encode(texts[start : start + EMBED_SLICE], progress=progress))
-            on_embedded(min(start + EMBED_SLICE, len(texts)), len(texts))
-        return np.vstack(parts)
+        return encode_in_slices(self.embedder, texts, progress, on_embedded)
 
     def search(self, query: str, k: int) -> Ranking:
         if not len(self) or k <= 0:
@@ -180,7 +168,7 @@ class DenseIndex:
         hashes = load_json(directory / "hashes.json", list)
         if len(hashes) != len(vectors) or not all(isinstance(h, str) for h in hashes):
             raise damaged(directory / "hashes.json", f"not one text hash per row of {len(vectors)} vectors")
-        _check_unit_length(directory / "vectors.npy", vectors)
+        check_unit_length(directory / "vectors.npy", vectors)
         saved = directory / "index.faiss"
         faiss_index = None
         if saved.exists():
@@ -195,7 +183,7 @@ class DenseIndex:
         return cls(embedder, vectors, hashes, config, faiss_index)
 
 
-def _check_unit_length(path: Path, vectors: np.ndarray, sample: int = 4096) -> None:
+def check_unit_length(path: Path, vectors: np.ndarray, sample: int = 4096) -> None:
     """Refuse vectors that cannot be embeddings: not finite, or longer than unit length (embeddings are
     normalised). Random bytes give lengths near 1e37; a sample of rows catches a file overwritten as a
     whole at no cost; single flipped bits are what `Generation.verify`'s checksums are for."""

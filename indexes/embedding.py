@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -187,3 +187,26 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# Texts embedded per call when a caller follows progress: small enough for a bar that moves, large
+# enough (several of the embedder's own batches) that the slicing costs nothing measurable.
+EMBED_SLICE = 256
+
+
+def encode_in_slices(
+    embedder: Embedder,
+    texts: Sequence[str],
+    progress: bool = False,
+    on_embedded: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """`embedder.encode(texts)`; with `on_embedded(done, total)`, in slices of EMBED_SLICE so the caller
+    (the UI's progress bar) hears how far embedding has got."""
+    if on_embedded is None:
+        return embedder.encode(texts, progress=progress)
+    parts = []
+    on_embedded(0, len(texts))
+    for start in range(0, len(texts), EMBED_SLICE):
+        parts.append(embedder.encode(texts[start : start + EMBED_SLICE], progress=progress))
+        on_embedded(min(start + EMBED_SLICE, len(texts)), len(texts))
+    return np.vstack(parts)

@@ -130,9 +130,9 @@ def test_status_verify_checks_every_index_file(capsys, corpus, index, tiny_model
 
 def test_status_verify_names_a_damaged_file(capsys, corpus, index, tiny_model_dir):
     run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
-    vectors = next(Path(index, "generations").glob("*/dense/vectors.npy"))
+    vectors = next(Path(index, "segments").glob("*/vectors.npy"))
     damaged = bytearray(vectors.read_bytes())
-    damaged[-1] ^= 0x01  # one flipped bit in the last vector: still loads, but not what was written
+    damaged[-4] ^= 0x01  # the lowest bit of the last value: still an embedding, but not what was written
     vectors.write_bytes(bytes(damaged))
     assert run(capsys, "status", "--index", index)[0] == 0  # without --verify nothing is re-read
     code, _, err = run(capsys, "status", "--index", index, "--verify")

@@ -135,7 +135,7 @@ KILLED_INGEST = """
 import sys, time
 from pathlib import Path
 from ragtune import RAG
-from ragtune.indexes.dense import DenseIndex
+from ragtune.rag.store import segment_writer
 from ragtune.rag.store.database import Store
 from ragtune.rag.store.generations import Generations
 from tests.conftest import FakeEmbedder
@@ -146,13 +146,13 @@ def stop_here():
     marker.touch()
     time.sleep(600)
 
-def after(cls, name):
-    original = getattr(cls, name)
+def after(owner, name):
+    original = getattr(owner, name)
     def patched(*args, **kwargs):
         result = original(*args, **kwargs)
         stop_here()
         return result
-    setattr(cls, name, patched)
+    setattr(owner, name, patched)
 
 class StoppingEmbedder(FakeEmbedder):
     def encode(self, texts, *, query=False, progress=False):
@@ -161,9 +161,9 @@ class StoppingEmbedder(FakeEmbedder):
         return super().encode(texts, query=query, progress=progress)
 
 if point == "saving":
-    after(DenseIndex, "save")  # inside the generation's temporary folder
+    after(segment_writer, "write_segment")  # inside the new segment's temporary folder
 elif point == "written":
-    after(Generations, "write")  # the generation is in place, the store does not name it yet
+    after(Generations, "write_segmented")  # the generation is in place, the store does not name it yet
 elif point == "committing":
     after(Store, "record_ingest")  # inside the store's write transaction, before COMMIT
 rag = RAG.open(index, embedder=StoppingEmbedder() if point == "embedding" else FakeEmbedder())
@@ -201,6 +201,14 @@ def test_an_ingest_killed_at_any_step_leaves_the_previous_generation_serving(rag
     ]
     generations = sorted(p.name for p in (rag.folder / "generations").iterdir())
     assert generations == ["000001", f"{report.generation:06d}"]  # no orphan, no temporary folder
+    listed = {
+        entry["name"]
+        for number in generations
+        for entry in json.loads((rag.folder / "generations" / number / "manifest.json").read_text())[
+            "segments"
+        ]
+    }
+    assert sorted(p.name for p in (rag.folder / "segments").iterdir()) == sorted(listed)
 
 
 def test_an_existing_index_refuses_other_index_time_settings(tmp_path, corpus):
@@ -262,6 +270,6 @@ def test_a_search_whose_snapshot_names_a_pruned_generation_looks_again(rag, corp
 
 def test_a_damaged_current_generation_is_still_reported(rag, corpus):
     rag.ingest(corpus, progress=False)
-    (rag.generations.folder(rag.store.generation()) / "chunk_ids.json").write_text("garbage")
-    with pytest.raises(StoreFormatError, match="chunk_ids.json"):
+    (rag.generations.folder(rag.store.generation()) / "df.npy").write_text("garbage")
+    with pytest.raises(StoreFormatError, match="df.npy"):
         rag.search("merging", k=3)

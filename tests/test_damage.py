@@ -3,7 +3,6 @@ and an ingest that repairs the current generation from the store by itself."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -13,24 +12,22 @@ import pytest
 
 from ragtune import RAG
 from ragtune.core.errors import StoreFormatError
+from ragtune.indexes.segment import ARRAYS
 from tests.conftest import FakeEmbedder
 
 GENERATION = Path("generations") / "000001"
+SEGMENT = Path("segments") / "000001-000"  # the one segment the first ingest writes
+VECTORS = SEGMENT / "vectors.npy"
 
-# Every file of a generation, and whether a repair must embed the chunks again: only when the vectors
-# themselves (or the manifest whose checksums vouch for them) are damaged.
+# Every file the first generation reads (relative to the index folder), and whether a repair must embed
+# the chunks again: only when the vectors or their hashes (or the records vouching for them) are damaged.
 FILES = [
-    ("bm25/counts.npz", False),
-    ("bm25/weights.npz", False),
-    ("bm25/terms.json", False),
-    ("bm25/params.json", False),
-    ("tfidf/idf.npy", False),
-    ("tfidf/weights.npz", False),
-    ("tfidf/terms.json", False),
-    ("dense/vectors.npy", True),
-    ("dense/hashes.json", True),
-    ("chunk_ids.json", False),
-    ("manifest.json", True),
+    *[(SEGMENT / f"{name}.npy", name in ("vectors", "hashes")) for name in ARRAYS],
+    (SEGMENT / "segment.json", False),
+    (SEGMENT / "checksums.json", True),
+    (Path("vocabulary") / "000001.json", False),
+    (GENERATION / "df.npy", False),
+    (GENERATION / "manifest.json", True),
 ]
 
 
@@ -49,24 +46,24 @@ def hybrid(rag: RAG, query: str = "adapter weights") -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("name", "reembeds"), FILES)
-def test_a_damaged_generation_file_is_one_line_naming_it(rag, corpus, name, reembeds):
+def test_a_damaged_index_file_is_one_line_naming_it(rag, corpus, name, reembeds):
     rag.ingest(corpus, progress=False)
-    scribble(rag.folder / GENERATION / name)
+    scribble(rag.folder / name)
     fresh = RAG.open(rag.folder, embedder=FakeEmbedder())  # another process: nothing cached yet
     with pytest.raises(StoreFormatError) as caught:
         hybrid(fresh)
     message = str(caught.value)
-    assert name.split("/")[-1] in message and "ragtune ingest" in message and "\n" not in message
+    assert name.name in message and "ragtune ingest" in message and "\n" not in message
 
 
 @pytest.mark.parametrize(("name", "reembeds"), FILES)
 def test_ingest_rebuilds_a_damaged_generation_and_says_so(rag, corpus, embedder, name, reembeds):
     rag.ingest(corpus, progress=False)
     before = hybrid(rag)
-    scribble(rag.folder / GENERATION / name)
+    scribble(rag.folder / name)
     embedder.calls.clear()
     report = rag.ingest(corpus, progress=False)  # nothing changed in the documents
-    assert report.repaired and name.split("/")[-1] in report.repaired
+    assert report.repaired and name.name in report.repaired
     assert "rebuilt the damaged index" in report.summary()
     assert report.generation == 2
     assert len(embedder.embedded) == (6 if reembeds else 0)
@@ -75,14 +72,14 @@ def test_ingest_rebuilds_a_damaged_generation_and_says_so(rag, corpus, embedder,
 
 def test_a_truncated_file_is_caught_on_open_by_its_size(rag, corpus):
     rag.ingest(corpus, progress=False)
-    scribble(rag.folder / GENERATION / "bm25" / "weights.npz", keep_size=False)
-    with pytest.raises(StoreFormatError, match=r"weights\.npz is damaged \(37 bytes, the manifest says"):
+    scribble(rag.folder / SEGMENT / "post_rows.npy", keep_size=False)
+    with pytest.raises(StoreFormatError, match=r"post_rows\.npy is damaged \(37 bytes, \d+ recorded"):
         RAG.open(rag.folder, embedder=FakeEmbedder()).search("adapter", mode="dense")
 
 
 def test_random_vectors_past_the_header_are_refused_not_searched(rag, corpus):
     rag.ingest(corpus, progress=False)
-    path = rag.folder / GENERATION / "dense" / "vectors.npy"
+    path = rag.folder / VECTORS
     header = len(path.read_bytes()) - 6 * 64 * 4  # 6 chunks of 64 float32 at the end of the file
     data = bytearray(path.read_bytes())
     data[header:] = np.random.default_rng(1).integers(0, 256, len(data) - header, dtype=np.uint8).tobytes()
@@ -104,38 +101,35 @@ def flip_one_vector_value(path: Path) -> None:
 def test_status_verify_names_a_file_whose_checksum_changed(rag, corpus):
     rag.ingest(corpus, progress=False)
     verified = rag.status(verify=True)["verified"]
-    assert verified["generation"] == 1 and verified["checksums"] and verified["files"] >= 11
+    assert verified["generation"] == 1 and verified["checksums"] and verified["files"] == len(FILES) - 2
     assert verified["bytes"] > 6 * 64 * 4 and verified["seconds"] >= 0
-    flip_one_vector_value(rag.folder / GENERATION / "dense" / "vectors.npy")
+    flip_one_vector_value(rag.folder / VECTORS)
     with pytest.raises(StoreFormatError, match=r"vectors\.npy does not match the checksum"):
         rag.status(verify=True)
     assert "verified" not in rag.status()  # without verify=True nothing is read
 
 
-def test_ingest_verifies_checksums_before_building_on_a_generation(rag, corpus, embedder):
+def test_ingest_verifies_the_checksums_of_the_generation_files_it_builds_on(rag, corpus, embedder):
     rag.ingest(corpus, progress=False)
-    flip_one_vector_value(rag.folder / GENERATION / "dense" / "vectors.npy")
+    df = np.load(rag.folder / GENERATION / "df.npy")
+    df[0] += 1  # still a valid array of the same size: only its checksum tells
+    np.save(rag.folder / GENERATION / "df.npy", df)
     (corpus / "new.md").write_text("# Perplexity\n\nPerplexity is the exponential of the mean loss.")
     embedder.calls.clear()
     report = rag.ingest(corpus, progress=False)
-    assert report.repaired and "vectors.npy does not match the checksum" in report.repaired
-    assert len(embedder.embedded) == 7  # the rotten vectors are not reused: everything is embedded
+    assert report.repaired and "df.npy does not match the checksum" in report.repaired
+    assert len(embedder.embedded) == 1  # the segment's vectors are intact and reused
     assert rag.status(verify=True)["verified"]["generation"] == 2
 
 
-def test_a_generation_written_without_checksums_keeps_working(rag, corpus, embedder):
+def test_a_repair_does_not_reuse_vectors_whose_checksum_changed(rag, corpus, embedder):
     rag.ingest(corpus, progress=False)
-    before = hybrid(rag)
-    manifest_path = rag.folder / GENERATION / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["files"]
-    manifest_path.write_text(json.dumps(manifest))
-    reopened = RAG.open(rag.folder, embedder=FakeEmbedder())
-    assert hybrid(reopened) == before
-    assert reopened.status(verify=True)["verified"]["checksums"] is False
+    flip_one_vector_value(rag.folder / VECTORS)
+    scribble(rag.folder / GENERATION / "df.npy")  # something the ingest notices, so it repairs
     embedder.calls.clear()
     report = rag.ingest(corpus, progress=False)
-    assert report.repaired is None and report.generation == 1 and embedder.embedded == []
+    assert report.repaired and len(embedder.embedded) == 6
+    assert rag.status(verify=True)["verified"]["generation"] == 2
 
 
 def test_a_missing_generation_folder_is_rebuilt(rag, corpus):

@@ -13,7 +13,6 @@ import pytest
 
 from ragtune import RAG
 from ragtune.core.errors import IndexBusyError
-from ragtune.indexes.dense import DenseIndex
 from tests.conftest import FakeEmbedder
 
 
@@ -22,10 +21,11 @@ def test_a_crash_while_writing_a_generation_leaves_the_previous_one_serving(rag,
     before = [h.chunk_id for h in rag.search("QLoRA quantization", k=3)]
     (corpus / "qlora.md").unlink()
 
-    def crash(self, directory):
+    def crash(folder, manifest, next_gen):
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(DenseIndex, "save", crash)
+    # A deletion writes no segment, only the generation's own files (the deleted-row bitmaps).
+    monkeypatch.setattr("ragtune.rag.store.segment_writer.write_generation_files", crash)
     with pytest.raises(OSError, match="injected"):
         rag.ingest(corpus, progress=False)
 
@@ -33,6 +33,7 @@ def test_a_crash_while_writing_a_generation_leaves_the_previous_one_serving(rag,
     assert rag.status()["documents"] == 6
     assert [h.chunk_id for h in rag.search("QLoRA quantization", k=3)] == before
     assert not [p for p in (rag.folder / "generations").iterdir() if p.name.startswith(".tmp")]
+    assert not [p for p in (rag.folder / "segments").iterdir() if p.name.startswith(".tmp")]
 
     monkeypatch.undo()
     report = rag.ingest(corpus, progress=False)

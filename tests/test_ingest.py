@@ -44,7 +44,7 @@ def test_reingesting_an_unchanged_folder_changes_nothing(rag, corpus, embedder):
 
 
 def test_progress_callback_follows_reading_embedding_indexing_and_saving(rag, corpus, monkeypatch):
-    monkeypatch.setattr("ragtune.indexes.dense.EMBED_SLICE", 4)  # 6 chunks: two slices
+    monkeypatch.setattr("ragtune.indexes.embedding.EMBED_SLICE", 4)  # 6 chunks: two slices
     heard = []
     rag.ingest(corpus, progress=False, on_progress=lambda p: heard.append((p.stage, p.done, p.total)))
     stages = [stage for stage, _, _ in heard]

@@ -216,14 +216,14 @@ def test_another_tab_keeps_answering_during_a_reindex_and_then_sees_the_new_docu
     from ragtune.rag.store.generations import Generations
 
     writing, release = threading.Event(), threading.Event()
-    real_write = Generations.write
+    real_write = Generations.write_segmented
 
     def slow_write(self, *args, **kwargs):
         writing.set()
         assert release.wait(60), "the test never released the ingest"
         return real_write(self, *args, **kwargs)
 
-    monkeypatch.setattr(Generations, "write", slow_write)
+    monkeypatch.setattr(Generations, "write_segmented", slow_write)
     uploader = go(
         AppTest.from_function(_app, args=(settings.to_json(),), default_timeout=TIMEOUT).run(), "Documents"
     )

@@ -20,10 +20,8 @@ from tqdm.auto import tqdm
 
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import Chunk, Document
-from ragtune.indexes.bm25 import BM25Index
-from ragtune.indexes.dense import DenseIndex
 from ragtune.indexes.embedding import Embedder
-from ragtune.indexes.tfidf import TfidfIndex
+from ragtune.indexes.tokenize import Tokenizer
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import Chunker
 from ragtune.rag.ingest.files import list_entries as list_files
@@ -31,6 +29,9 @@ from ragtune.rag.ingest.files import read_file, refusal
 from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
 from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
+from ragtune.rag.store.merge_policy import MergePolicy
+from ragtune.rag.store.segment_writer import NextGeneration, next_generation
+from ragtune.rag.store.segments import SegmentedGeneration
 
 
 @dataclass(frozen=True)
@@ -197,14 +198,9 @@ class Ingestor:
         replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
         number = self.generations.next_number(current)
-        generation = self._build(base, current, removed_chunk_ids, new_chunks, report)
+        next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report)
         self._tell("saving", 0, 1)
-        self.generations.write(
-            number,
-            generation.chunk_ids,
-            {kind: generation.index(kind) for kind in INDEX_KINDS},
-            {"config": self.config.index_time()},
-        )
+        self.generations.write_segmented(number, next_gen, self.config.index_time())
         changed = set(plan.changed)
         versions = {i: stored_docs[i].version + (i in changed) if i in stored_docs else 1 for i in to_index}
         by_document: dict[str, list[Chunk]] = {i: [] for i in to_index}
@@ -333,15 +329,23 @@ class Ingestor:
             chunks += self.chunker.split(doc)
         return chunks
 
-    def _check_current(self, current: int, plan: IngestPlan) -> tuple[Generation | None, str | None]:
-        """The current generation, checked against its manifest's checksums, with every index loaded
-        when this ingest builds on it; or None and why it is damaged (the caller rebuilds it)."""
+    def _check_current(self, current: int, plan: IngestPlan) -> tuple[Any, str | None]:
+        """The current generation to build on, or None and why it is damaged (the caller rebuilds it).
+
+        A segmented generation's own files and vocabulary are checked against their checksums (a few
+        small files: the segments it shares are immutable and `ragtune status --verify` reads them all).
+        An older, single-folder generation is checked whole and then converted: the next generation is
+        built from the store, reusing its vectors."""
         if current == 0:
             return None, None
         try:
             base = self.generations.open(current, self.embedder)
-            base.verify()
-            if plan.changes_anything or not base.files:  # without checksums, loading is the check
+            if isinstance(base, SegmentedGeneration):
+                base.verify_own_files()
+                if plan.changes_anything:
+                    base.vocabulary  # noqa: B018 (loads and checks it)
+            else:
+                base.verify()
                 for kind in INDEX_KINDS:
                     base.index(kind)
         except StoreFormatError as exc:
@@ -350,54 +354,41 @@ class Ingestor:
 
     def _build(
         self,
-        base: Generation | None,
+        base: Generation | SegmentedGeneration | None,
         current: int,
         removed: set[str],
         new_chunks: list[Chunk],
         report: IngestReport,
-    ) -> Generation:
-        """The next generation's rows and indexes: from `base` (the current generation) plus the changes,
-        or, without one, from every chunk in the store."""
-        if base is not None:
-            old = {kind: base.index(kind) for kind in INDEX_KINDS}
-            stored: list[tuple[str, str]] = []
-            old_ids = base.chunk_ids
-        else:
-            # A damaged generation whose vectors still match their checksums gives them back, so a
-            # repair re-embeds nothing that was embedded before.
-            dense = self.generations.salvage_dense(current, self.embedder) if report.repaired else None
-            old = {
-                "bm25": BM25Index.empty(self.config.bm25, self.config.tokenizer),
-                "tfidf": TfidfIndex.empty(self.config.tfidf, self.config.tokenizer),
-                "dense": dense or DenseIndex.empty(self.embedder(), self.config.dense),
-            }
+    ) -> NextGeneration:
+        """The next generation: `base` (the current segmented generation) plus the changes, or, without
+        one, every chunk in the store, reusing vectors from an older-format or damaged generation."""
+        known: dict[str, np.ndarray] | None = None
+        stored: list[tuple[str, str]] = []
+        segmented = base if isinstance(base, SegmentedGeneration) else None
+        if segmented is None:
+            if isinstance(base, Generation):  # format 1: converted now
+                dense = base.index("dense")
+                known = dict(zip(dense.hashes, dense.vectors, strict=True))  # type: ignore[attr-defined]
+            elif report.repaired:
+                known = self.generations.salvage_vectors(current, self.embedder)
             # Every chunk the store keeps must be in the new generation, not only the new ones.
             stored = [(cid, text) for cid, text in self.store.iter_chunks() if cid not in removed]
-            old_ids = []
-        keep = np.fromiter((cid not in removed for cid in old_ids), dtype=bool, count=len(old_ids))
-        added_ids = [cid for cid, _ in stored] + [c.id for c in new_chunks]
-        added_texts = [text for _, text in stored] + [c.text for c in new_chunks]
-        # With salvaged vectors and no rows kept, `updated` uses them only to look texts up by hash.
-        dense = old["dense"].updated(  # type: ignore[call-arg]
-            keep,
-            added_texts,
-            progress=self.progress,
-            on_embedded=(lambda done, total: self._tell("embedding", done, total))
-            if self.on_progress
-            else None,
+        next_gen = next_generation(
+            segmented,
+            removed if segmented is not None else set(),
+            [cid for cid, _ in stored] + [c.id for c in new_chunks],
+            [text for _, text in stored] + [c.text for c in new_chunks],
+            self.embedder(),
+            Tokenizer(self.config.tokenizer),
+            MergePolicy(),
+            known,
+            self._tell if self.on_progress else None,
+            self.progress,
         )
-        report.embedded = dense.embedded
+        report.embedded = next_gen.embedded
         report.chunks_added = len(new_chunks)
         report.chunks_removed = len(removed)
-        chunk_ids = [cid for cid, k in zip(old_ids, keep, strict=True) if k] + added_ids
-        generation = Generation(0, None, chunk_ids, self.embedder)
-        self._tell("indexing", 0, 2)
-        generation.preset("bm25", old["bm25"].updated(keep, added_texts))
-        self._tell("indexing", 1, 2)
-        generation.preset("tfidf", old["tfidf"].updated(keep, added_texts))
-        self._tell("indexing", 2, 2)
-        generation.preset("dense", dense)
-        return generation
+        return next_gen
 
 
 def _label(doc: Document | StoredDocument) -> str:

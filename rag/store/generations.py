@@ -11,7 +11,6 @@ does before building on a generation and `RAG.status(verify=True)` does on reque
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,46 +27,21 @@ from ragtune.indexes.bm25 import BM25Index
 from ragtune.indexes.dense import DenseIndex
 from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tfidf import TfidfIndex
+from ragtune.rag.store.durable import CHECKSUM, describe_files, file_checksum, fsync_folder, fsync_tree
+from ragtune.rag.store.segments import (
+    SEGMENTED_FORMAT,
+    SEGMENTS,
+    VOCABULARY,
+    SegmentedGeneration,
+    salvage_segment_vectors,
+)
 
 GENERATION_FORMAT = 1
 INDEX_KINDS = ("bm25", "tfidf", "dense")
 MANIFEST = "manifest.json"
 CHUNK_IDS = "chunk_ids.json"
-CHECKSUM = "sha256"
 REPAIR = "run `ragtune ingest DIR` again: it rebuilds the generation from the store"
 _TMP = re.compile(r"^\.tmp-\d+-(\d+)$")
-
-
-def _fsync_folder(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder below `folder`, so a rename of it never exposes unwritten data."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        _fsync_folder(path)
-    _fsync_folder(folder)
-
-
-def file_checksum(path: Path) -> str:
-    digest = hashlib.new(CHECKSUM)
-    with path.open("rb") as fh:
-        while block := fh.read(4 * 2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and checksum of every file below `folder`, by path relative to it."""
-    return {
-        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, CHECKSUM: file_checksum(path)}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def _tmp_pid(name: str) -> int | None:
@@ -179,6 +153,8 @@ class Generations:
             return Generation(0, None, [], embedder)
         folder = self.folder(number)
         manifest = _read_json(folder / MANIFEST, dict)
+        if manifest.get("format") == SEGMENTED_FORMAT:
+            return SegmentedGeneration(number, folder, manifest, embedder)
         if manifest.get("format") != GENERATION_FORMAT:
             raise StoreFormatError(
                 f"{folder} has generation format {manifest.get('format')}: rebuild the index with "
@@ -201,61 +177,117 @@ class Generations:
             )
         return Generation(number, folder, chunk_ids, embedder, files)
 
-    def salvage_dense(self, number: int, embedder: Callable[[], Embedder]) -> DenseIndex | None:
-        """The dense index of a damaged generation, if its own files still match their checksums: a
-        repair then re-embeds only texts it lacks. None when it is damaged too or cannot be checked."""
+    def salvage_vectors(self, number: int, embedder: Callable[[], Embedder]) -> dict[str, Any]:
+        """Text hash -> vector from the parts of a damaged generation whose files still match their
+        checksums: a repair then re-embeds only texts it lacks. Empty when nothing can be trusted."""
         folder = self.folder(number)
         try:
-            files = _read_json(folder / MANIFEST, dict).get("files") or {}
+            manifest = _read_json(folder / MANIFEST, dict)
+        except StoreFormatError:
+            return {}
+        if manifest.get("format") == SEGMENTED_FORMAT:
+            return salvage_segment_vectors(self.root.parent, manifest)
+        try:
+            files = manifest.get("files") or {}
             if not any(name.startswith("dense/") for name in files):
-                return None  # no checksums to trust its vectors by
+                return {}  # no checksums to trust its vectors by
             Generation(number, folder, [], embedder, files).verify("dense/")
-            return DenseIndex.load(folder / "dense", embedder())
+            dense = DenseIndex.load(folder / "dense", embedder())
+            return dict(zip(dense.hashes, dense.vectors, strict=True))
         except Exception:  # any damage: the repair embeds everything again
-            return None
+            return {}
 
     def write(
         self, number: int, chunk_ids: Sequence[str], indexes: dict[str, Index], manifest: dict[str, Any]
     ) -> Path:
-        """Write a complete generation and move it into place; it is not current until the store says so."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{number:06d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        """Write a complete format-1 generation and move it into place (kept for tests of the old format)."""
+
+        def fill(tmp: Path) -> dict[str, Any]:
             for kind, index in indexes.items():
                 index.save(tmp / kind)
             (tmp / CHUNK_IDS).write_text(json.dumps(list(chunk_ids)))
-            full_manifest = {
+            return {
                 "format": GENERATION_FORMAT,
                 "generation": number,
                 "created_at": time.time(),
                 "rows": len(chunk_ids),
                 **manifest,
-                "files": _describe_files(tmp),
             }
-            (tmp / MANIFEST).write_text(json.dumps(full_manifest, indent=2))
-            _fsync_tree(tmp)
+
+        return self.write_folder(number, fill)
+
+    def write_segmented(self, number: int, next_gen: Any, config: dict[str, Any]) -> Path:
+        """Write a segmented generation: its new segments and vocabulary part, then its own folder."""
+        from ragtune.rag.store.segment_writer import write_generation_files, write_next
+
+        manifest = write_next(self.root.parent, number, next_gen, config)
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            write_generation_files(tmp, manifest, next_gen)
+            return manifest
+
+        return self.write_folder(number, fill)
+
+    def write_folder(self, number: int, fill: Callable[[Path], dict[str, Any]]) -> Path:
+        """Fill a temporary folder (`fill` returns the manifest), record every file's size and checksum in
+        the manifest, flush it all to disk and rename it into place; it is not current until the store
+        says so."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{number:06d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            manifest = fill(tmp)
+            manifest["files"] = describe_files(tmp)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            fsync_tree(tmp)
             final = self.folder(number)
             if final.exists():  # left by a crash between this rename and the store's commit
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync_folder(self.root)
+            fsync_folder(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
 
     def remove_dead_temporaries(self) -> list[Path]:
-        """Remove the temporary folders of ingests that were killed (their process is gone)."""
-        return remove_dead_temporaries(self.root, _tmp_pid)
+        """Remove the temporary folders and files of ingests that were killed (their process is gone)."""
+        index = self.root.parent
+        return [
+            *remove_dead_temporaries(self.root, _tmp_pid),
+            *remove_dead_temporaries(index / SEGMENTS, _segment_tmp_pid),
+            *remove_dead_temporaries(index / VOCABULARY, _tmp_pid),
+        ]
 
     def prune(self, keep: set[int]) -> None:
-        """Remove generations not in `keep` and temporary folders of ingests that are no longer running."""
+        """Remove generations not in `keep`, segments and vocabulary parts no kept generation lists, and
+        temporary folders of ingests that are no longer running."""
         for number in self.existing():
             if number not in keep:
                 shutil.rmtree(self.folder(number), ignore_errors=True)
         self.remove_dead_temporaries()
+        listed_segments: set[str] = set()
+        listed_parts: set[str] = set()
+        for number in self.existing():
+            try:
+                manifest = _read_json(self.folder(number) / MANIFEST, dict)
+            except StoreFormatError:
+                return  # a damaged kept generation: leave every segment, a repair may want them
+            listed_segments.update(entry.get("name") for entry in manifest.get("segments", []))
+            listed_parts.update(part.get("part") for part in manifest.get("vocabulary", []))
+        index = self.root.parent
+        for folder, listed in ((index / SEGMENTS, listed_segments), (index / VOCABULARY, listed_parts)):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if not path.name.startswith(".") and path.name not in listed:
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _segment_tmp_pid(name: str) -> int | None:
+    """The pid in a segment's temporary folder name (`.tmp-000007-001-1234`)."""
+    match = re.match(r"^\.tmp-\d+-\d+-(\d+)$", name)
+    return int(match.group(1)) if match else None
 
 
 def _read_json(path: Path, kind: type) -> Any:

@@ -1,0 +1,242 @@
+"""Searching several segments as one index, with exact corpus-wide scores.
+
+BM25 and TF-IDF depend on statistics of the whole live corpus (row count, mean length, document
+frequencies); `CorpusStats` holds them for one generation, so a query scores each segment's postings
+with the same numbers a single index built from scratch would use, and gets the same scores. Deleted
+rows are masked out, never rewritten. Rows are numbered across segments in order: segment i's row r is
+`offsets[i] + r`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ragtune.core.errors import StoreFormatError
+from ragtune.indexes.base import Ranking, top_k
+from ragtune.indexes.bm25 import BM25Config, okapi_idf
+from ragtune.indexes.embedding import Embedder
+from ragtune.indexes.segment import Segment
+from ragtune.indexes.tfidf import TfidfConfig
+from ragtune.indexes.tokenize import Tokenizer
+from ragtune.indexes.vocabulary import Vocabulary
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """What BM25 and TF-IDF need to know about the live rows of all segments together."""
+
+    live_rows: int
+    total_length: int  # tokens in all live rows
+    df: np.ndarray  # int64 per vocabulary column: live rows holding the term
+
+    @classmethod
+    def empty(cls) -> CorpusStats:
+        return cls(0, 0, np.zeros(0, dtype=np.int64))
+
+    def changed(self, removed: sp.csr_matrix, added: sp.csr_matrix) -> CorpusStats:
+        """The statistics after removing the rows counted in `removed` and adding those in `added`."""
+        width = max(len(self.df), removed.shape[1], added.shape[1])
+        df = np.zeros(width, dtype=np.int64)
+        df[: len(self.df)] = self.df
+        df -= np.bincount(removed.indices, minlength=width)[:width]
+        df += np.bincount(added.indices, minlength=width)[:width]
+        return CorpusStats(
+            self.live_rows - removed.shape[0] + added.shape[0],
+            self.total_length - int(removed.sum()) + int(added.sum()),
+            df,
+        )
+
+
+@dataclass
+class SegmentView:
+    """A segment as one generation sees it: where its rows start, and which are deleted (None: none)."""
+
+    segment: Segment
+    offset: int
+    deleted: np.ndarray | None  # bool per row
+
+    @property
+    def live(self) -> int:
+        return len(self.segment) - (int(self.deleted.sum()) if self.deleted is not None else 0)
+
+
+def offsets(segments: Sequence[Segment]) -> list[int]:
+    return np.concatenate([[0], np.cumsum([len(s) for s in segments])[:-1]]).astype(int).tolist()
+
+
+class _Lexical:
+    """What the BM25 and TF-IDF searchers share: the views, the statistics, and the query's columns."""
+
+    kind: str
+
+    def __init__(
+        self, views: Sequence[SegmentView], stats: CorpusStats, vocabulary: Vocabulary, tokenize: Tokenizer
+    ):
+        self.views, self.stats, self.vocabulary, self.tokenize = list(views), stats, vocabulary, tokenize
+
+    def __len__(self) -> int:
+        return self.stats.live_rows
+
+    def _query(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """Known query columns held by at least one live row, and their counts in the query."""
+        if not self.stats.live_rows:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        cols, times = self.vocabulary.query_counts(self.tokenize(query))
+        present = (cols < len(self.stats.df)) & (self.stats.df[np.minimum(cols, len(self.stats.df) - 1)] > 0)
+        return cols[present], times[present]
+
+    def _search(self, cols: np.ndarray, query_weights: np.ndarray, k: int, weigh) -> Ranking:
+        """Top k rows by the sum over query columns of `weigh(view, col, rows, tf)` times the column's query
+        weight, over their live postings."""
+        if cols.size == 0 or k <= 0:
+            return Ranking.empty()
+        found_rows, found_scores = [], []
+        for view in self.views:
+            rows_parts, score_parts = [], []
+            for col, weight in zip(cols.tolist(), query_weights.tolist(), strict=True):
+                rows, tf = view.segment.postings(col)
+                if rows.size:
+                    rows_parts.append(np.asarray(rows))
+                    score_parts.append(
+                        weigh(view, col, rows_parts[-1], np.asarray(tf, dtype=np.float64)) * weight
+                    )
+            if not rows_parts:
+                continue
+            rows, scores = _sum_by_row(
+                np.concatenate(rows_parts), np.concatenate(score_parts), len(view.segment)
+            )
+            if view.deleted is not None:
+                live = ~view.deleted[rows]
+                rows, scores = rows[live], scores[live]
+            found_rows.append(rows.astype(np.int64) + view.offset)
+            found_scores.append(scores)
+        if not found_rows:
+            return Ranking.empty()
+        rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
+        best = top_k(scores, np.arange(rows.size), k)
+        return Ranking(rows[best.rows], best.scores)
+
+
+def _sum_by_row(rows: np.ndarray, values: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows (ascending) and the sum of their values. Few postings: sort them; many: one pass
+    over an array as long as the segment, which beats sorting once they are a sizeable share of it."""
+    if rows.size * 8 >= n_rows:
+        sums = np.bincount(rows, weights=values, minlength=n_rows)
+        hit = np.bincount(rows, minlength=n_rows) > 0
+        distinct = np.flatnonzero(hit)
+        return distinct, sums[distinct]
+    order = np.argsort(rows, kind="stable")
+    rows, values = rows[order], values[order]
+    starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
+    return rows[starts], np.add.reduceat(values, starts)
+
+
+class SegmentedBM25(_Lexical):
+    kind = "bm25"
+
+    def __init__(self, views, stats, vocabulary, tokenize, config: BM25Config | None = None):
+        super().__init__(views, stats, vocabulary, tokenize)
+        self.config = config or BM25Config()
+        self.idf = okapi_idf(stats.df, stats.live_rows, self.config.epsilon)
+        self.mean_length = stats.total_length / stats.live_rows if stats.live_rows else 0.0
+
+    def search(self, query: str, k: int) -> Ranking:
+        k1, b = self.config.k1, self.config.b
+        mean_length = self.mean_length or 1.0
+
+        def weigh(view: SegmentView, col: int, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
+            lengths = np.asarray(view.segment.lengths[rows], dtype=np.float64)
+            return self.idf[col] * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * lengths / mean_length))
+
+        return self._search(*self._query(query), k, weigh)
+
+
+class SegmentedTfidf(_Lexical):
+    """scikit-learn's TfidfTransformer (l2 norm) over the live rows, computed rather than stored: a row's
+    norm depends on every term's idf, which every ingest changes, so norms are computed per generation on
+    its first TF-IDF query (one pass over the counts) and kept while it is current."""
+
+    kind = "tfidf"
+
+    def __init__(self, views, stats, vocabulary, tokenize, config: TfidfConfig | None = None):
+        super().__init__(views, stats, vocabulary, tokenize)
+        self.config = config or TfidfConfig()
+        n, df = stats.live_rows, stats.df.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            self.idf = (
+                np.log((1.0 + n) / (1.0 + df)) + 1.0 if self.config.smooth_idf else np.log(n / df) + 1.0
+            )
+        self.idf[stats.df <= 0] = 0.0
+        self._norms: dict[int, np.ndarray] = {}
+
+    def _tf(self, tf: np.ndarray) -> np.ndarray:
+        return 1.0 + np.log(tf) if self.config.sublinear_tf else tf
+
+    def _row_norms(self, view: SegmentView) -> np.ndarray:
+        key = id(view)
+        if key not in self._norms:
+            segment = view.segment
+            weights = (
+                self._tf(np.asarray(segment.row_tf, dtype=np.float64))
+                * self.idf[np.asarray(segment.row_terms)]
+            )
+            per_row = np.add.reduceat(weights**2, segment.row_indptr[:-1]) if weights.size else np.zeros(0)
+            norms = np.zeros(len(segment))
+            filled = np.diff(segment.row_indptr) > 0  # reduceat gives a neighbour's value for empty rows
+            norms[filled] = np.sqrt(per_row[filled]) if per_row.size else 0.0
+            norms[norms == 0] = 1.0
+            self._norms[key] = norms
+        return self._norms[key]
+
+    def search(self, query: str, k: int) -> Ranking:
+        cols, times = self._query(query)
+        if cols.size == 0:
+            return Ranking.empty()
+        query_weights = self._tf(times) * self.idf[cols]
+        query_weights /= np.linalg.norm(query_weights) or 1.0
+
+        def weigh(view: SegmentView, col: int, rows: np.ndarray, tf: np.ndarray) -> np.ndarray:
+            return self._tf(tf) * self.idf[col] / self._row_norms(view)[rows]
+
+        return self._search(cols, query_weights, k, weigh)
+
+
+class SegmentedDense:
+    """Exact inner-product search over each segment's memory-mapped vectors, merged into one top k."""
+
+    kind = "dense"
+
+    def __init__(self, views: Sequence[SegmentView], embedder: Embedder, live_rows: int):
+        self.views, self.embedder, self.live_rows = list(views), embedder, live_rows
+
+    def __len__(self) -> int:
+        return self.live_rows
+
+    def search(self, query: str, k: int) -> Ranking:
+        if not self.live_rows or k <= 0:
+            return Ranking.empty()
+        vector = self.embedder.encode([query], query=True)[0]
+        found_rows, found_scores = [], []
+        for view in self.views:
+            vectors = view.segment.vectors
+            if not len(vectors):
+                continue
+            if vectors.shape[1] != vector.shape[0]:
+                raise StoreFormatError(
+                    f"the embedding model gives {vector.shape[0]}-dimensional vectors but the index holds "
+                    f"{vectors.shape[1]}-dimensional ones: rebuild with `ragtune ingest --rebuild`"
+                )
+            scores = vectors @ vector
+            candidates = np.arange(len(scores)) if view.deleted is None else np.flatnonzero(~view.deleted)
+            best = top_k(scores, candidates, k)
+            found_rows.append(best.rows + view.offset)
+            found_scores.append(best.scores)
+        if not found_rows:
+            return Ranking.empty()
+        rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
+        best = top_k(scores, np.arange(rows.size), k)
+        return Ranking(rows[best.rows], best.scores)

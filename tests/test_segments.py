@@ -1,0 +1,246 @@
+"""Segmented generations: an edit writes only what changed, deletes are masks, scores stay exact."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ragtune import RAG
+from ragtune.indexes.bm25 import BM25Index
+from ragtune.indexes.dense import DenseIndex
+from ragtune.indexes.segment import Segment
+from ragtune.indexes.terms import TermCounts
+from ragtune.indexes.tfidf import TfidfIndex
+from ragtune.rag.store.merge_policy import MergePolicy
+from tests.conftest import FakeEmbedder
+
+WORDS = [
+    "adapter",
+    "rank",
+    "merge",
+    "quantize",
+    "heron",
+    "reed",
+    "nest",
+    "tide",
+    "river",
+    "delta",
+    "basin",
+    "loss",
+    "gradient",
+    "token",
+    "batch",
+    "vector",
+    "index",
+    "segment",
+    "query",
+    "corpus",
+    "score",
+    "weight",
+    "layer",
+    "frozen",
+    "base",
+    "model",
+    "memory",
+    "disk",
+    "cache",
+]
+
+
+def manifest(rag: RAG) -> dict:
+    folder = rag.generations.folder(rag.store.generation())
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def scratch_scores(rag: RAG, query: str) -> dict[str, dict[str, float]]:
+    """Every matching chunk's score per retriever, from single indexes built from scratch on the live chunks."""
+    ids, texts = zip(*rag.store.iter_chunks(), strict=True)
+    none = np.zeros(0, dtype=bool)
+    built = {
+        "bm25": BM25Index(TermCounts.empty()).updated(none, texts),
+        "tfidf": TfidfIndex(TermCounts.empty()).updated(none, texts),
+        "dense": DenseIndex.empty(FakeEmbedder()).updated(none, texts),
+    }
+    results = {}
+    for kind, index in built.items():
+        ranking = index.search(query, len(ids))
+        results[kind] = {ids[r]: float(s) for r, s in zip(ranking.rows, ranking.scores, strict=True)}
+    return results
+
+
+def segmented_scores(rag: RAG, query: str) -> dict[str, dict[str, float]]:
+    live = len(list(rag.store.iter_chunks()))
+    return {
+        kind: {hit.chunk_id: hit.score for hit in rag.search(query, k=live, mode=kind)}
+        for kind in ("bm25", "tfidf", "dense")
+    }
+
+
+def random_text(rng: random.Random) -> str:
+    paragraphs = [" ".join(rng.choices(WORDS, k=rng.randint(3, 25))) + "." for _ in range(rng.randint(1, 3))]
+    return "\n\n".join(paragraphs)
+
+
+def test_after_random_adds_edits_and_deletes_scores_equal_a_single_index_built_from_scratch(tmp_path):
+    rng = random.Random(7)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rag = RAG.open(tmp_path / "index", embedder=FakeEmbedder())
+    segment_counts = []
+    for step in range(24):  # enough ingests for the first tier to fill and merge
+        names = sorted(p.name for p in docs.iterdir())
+        for _ in range(rng.randint(1, 3)):
+            action = rng.choice(["add", "add", "edit", "delete"] if names else ["add"])
+            if action == "add":
+                (docs / f"doc{step}-{rng.randint(0, 10**6)}.md").write_text(random_text(rng))
+            elif action == "edit":
+                (docs / rng.choice(names)).write_text(random_text(rng))
+            elif len(names) > 1:
+                victim = names.pop(rng.randrange(len(names)))
+                (docs / victim).unlink()
+        assert rag.ingest(docs, progress=False).repaired is None
+        segment_counts.append(len(manifest(rag)["segments"]))
+        if step % 6 == 5:
+            for query in ("adapter merge", "heron reed nest", "vector index segment score", "tide"):
+                expected, found = scratch_scores(rag, query), segmented_scores(rag, query)
+                for kind in expected:
+                    assert found[kind].keys() == expected[kind].keys(), (step, kind, query)
+                    for chunk_id, score in expected[kind].items():
+                        assert found[kind][chunk_id] == pytest.approx(score, rel=1e-9, abs=1e-6), (
+                            kind,
+                            query,
+                        )
+    assert max(segment_counts) <= MergePolicy().per_tier  # merged, not one segment per ingest
+    assert any(later < earlier for earlier, later in zip(segment_counts, segment_counts[1:], strict=False))
+
+
+def test_editing_one_document_writes_one_small_segment_and_leaves_the_others_untouched(rag, corpus, embedder):
+    rag.ingest(corpus, progress=False)
+    first = manifest(rag)["segments"]
+    old = {p: p.stat().st_mtime_ns for p in (rag.folder / "segments").rglob("*") if p.is_file()}
+    text = (corpus / "lora.md").read_text()
+    (corpus / "lora.md").write_text(text + "\n\nA new closing line about adapters.")
+    embedder.calls.clear()
+    report = rag.ingest(corpus, progress=False)
+    segments = manifest(rag)["segments"]
+    assert [s["name"] for s in segments[:-1]] == [s["name"] for s in first]
+    new = Segment(rag.folder / "segments" / segments[-1]["name"])
+    new_ids = [c.decode() for c in new.chunk_ids.tolist()]
+    assert len(new) == report.chunks_added and len({c.split(":")[0] for c in new_ids}) == 1  # one document
+    assert any("closing line" in text for cid, text in rag.store.iter_chunks() if cid in new_ids)
+    assert segments[0]["live"] == first[0]["rows"] - report.chunks_removed
+    assert {p: p.stat().st_mtime_ns for p in old} == old  # nothing already written was rewritten
+    # Only chunks whose text changed are embedded; an unchanged chunk of the edited document keeps its vector.
+    assert report.embedded == len(embedder.embedded) and all("closing line" in t for t in embedder.embedded)
+
+
+def test_a_deleted_document_is_masked_in_every_index_without_writing_a_segment(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    names = [s["name"] for s in manifest(rag)["segments"]]
+    (corpus / "qlora.md").unlink()
+    rag.ingest(corpus, progress=False)
+    after = manifest(rag)
+    assert [s["name"] for s in after["segments"]] == names
+    assert after["segments"][0]["deleted"] and after["segments"][0]["live"] < after["segments"][0]["rows"]
+    for mode in ("bm25", "tfidf", "dense", "hybrid"):
+        assert not [h for h in rag.search("QLoRA 4-bit NormalFloat", k=10, mode=mode) if "qlora" in h.source]
+
+
+def test_segment_arrays_are_memory_mapped_not_loaded(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    rag.search("adapter", mode="hybrid")
+    generation = rag._current_generation()
+    segment = generation.views[0].segment
+    assert isinstance(segment.vectors, np.memmap) and isinstance(segment.post_rows, np.memmap)
+
+
+def test_an_index_of_the_single_folder_format_still_searches_and_is_converted_without_reembedding(
+    tmp_path, corpus, embedder
+):
+    from ragtune.rag.store.generations import Generations
+
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    rag.ingest(corpus, progress=False)
+    expected = [(h.chunk_id, round(h.score, 9)) for h in rag.search("adapter weights", k=5, mode="bm25")]
+    # Rewrite generation 1 in the format earlier versions wrote: one folder with every index whole.
+    ids, texts = zip(*rag.store.iter_chunks(), strict=True)
+    none = np.zeros(0, dtype=bool)
+    old = Generations(rag.folder)
+    old.write(
+        7,
+        list(ids),
+        {
+            "bm25": BM25Index(TermCounts.empty()).updated(none, texts),
+            "tfidf": TfidfIndex(TermCounts.empty()).updated(none, texts),
+            "dense": DenseIndex.empty(FakeEmbedder()).updated(none, texts),
+        },
+        {},
+    )
+    with rag.store.transaction(write=True):
+        rag.store.set_meta("generation", "7")
+    reopened = RAG.open(rag.folder, embedder=embedder)
+    assert [
+        (h.chunk_id, round(h.score, 9)) for h in reopened.search("adapter weights", k=5, mode="bm25")
+    ] == expected
+    (corpus / "new.md").write_text("# Perplexity\n\nPerplexity is the exponential of the mean loss.")
+    embedder.calls.clear()
+    report = reopened.ingest(corpus, progress=False)
+    assert report.repaired is None and manifest(reopened)["format"] == 2
+    assert len(embedder.embedded) == 1 and "Perplexity is the exponential" in embedder.embedded[0]
+    assert [h.chunk_id for h in reopened.search("adapter weights", k=5, mode="bm25")] == [
+        c for c, _ in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    ("live", "rows", "groups"),
+    [
+        ([5] * 9, [5] * 9, []),  # a tier below its limit is left alone
+        ([5] * 10, [5] * 10, [list(range(10))]),  # a full tier merges into one
+        ([20_000, 5, 5], [20_000, 5, 5], []),  # different tiers never merge
+        ([100, 10, 3000], [100, 10, 10_000], [[2]]),  # mostly deleted: rewritten alone
+    ],
+)
+def test_the_tiered_merge_policy(live, rows, groups):
+    assert MergePolicy().plan(live, rows) == groups
+
+
+def test_segments_stay_logarithmic_in_the_number_of_ingests():
+    policy, sizes, most = MergePolicy(), [], 0
+    for _ in range(3000):  # 3,000 ingests of 10 rows each
+        sizes.append(10)
+        groups = policy.plan(sizes, sizes)
+        merged = {p for g in groups for p in g}
+        sizes = [s for i, s in enumerate(sizes) if i not in merged] + [
+            sum(sizes[i] for i in g) for g in groups
+        ]
+        most = max(most, len(sizes))
+    assert sum(sizes) == 30_000 and len(sizes) <= 2 * policy.per_tier and most <= 3 * policy.per_tier
+
+
+def test_killed_ingest_segments_are_removed_and_unlisted_segments_pruned(rag, corpus):
+    rag.ingest(corpus, progress=False)
+    stale = rag.folder / "segments" / ".tmp-000009-000-999999999"  # a pid that cannot be running
+    stale.mkdir()
+    orphan = rag.folder / "segments" / "000009-000"  # written, but its generation never committed
+    orphan.mkdir()
+    (corpus / "new.md").write_text("# Perplexity\n\nPerplexity is the exponential of the mean loss.")
+    rag.ingest(corpus, progress=False)
+    assert not stale.exists() and not orphan.exists()
+
+
+def test_a_document_edited_again_and_again_keeps_exact_statistics(rag, corpus):
+    """Its chunk ids come back in every new segment; each older copy must be counted out once only."""
+    rag.ingest(corpus, progress=False)
+    for n in range(4):
+        (corpus / "lora.md").write_text(f"# LoRA\n\nLoRA adapter rank {n}: merge the adapter weights.")
+        assert rag.ingest(corpus, progress=False).repaired is None
+    assert manifest(rag)["rows"] == len(list(rag.store.iter_chunks()))
+    assert all(segment["live"] > 0 for segment in manifest(rag)["segments"])  # emptied ones are dropped
+    for query in ("adapter weights", "merge rank", "QLoRA"):
+        expected, found = scratch_scores(rag, query), segmented_scores(rag, query)
+        for kind in expected:
+            assert found[kind] == pytest.approx(expected[kind], rel=1e-9, abs=1e-6), (kind, query)
