@@ -23,19 +23,20 @@ class Refusal:
     transient: bool = False
 
 
-def refusal(path: Path, root: Path) -> Refusal | None:
-    """Why `path` (found under `root`) is not read as a file of the folder, or None for a regular file."""
+def inspect(path: Path, root: Path) -> os.stat_result | Refusal:
+    """The status of `path` (found under `root`) when it is a regular file of the folder, or why it is
+    not read. One lstat: for a regular file it is also the file's own status (size, modification time)."""
     try:
-        mode = path.lstat().st_mode
+        status = path.lstat()
     except FileNotFoundError:
         return Refusal("vanished before it could be read", transient=True)
     except OSError as exc:
         return Refusal(f"cannot read: {exc.strerror or exc}", transient=True)
-    if stat.S_ISLNK(mode):
+    if stat.S_ISLNK(status.st_mode):
         return Refusal(_link_reason(path, root))
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(status.st_mode):
         return Refusal("not a regular file")
-    return None
+    return status
 
 
 def _link_reason(path: Path, root: Path) -> str:

@@ -24,8 +24,8 @@ from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tokenize import Tokenizer
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import Chunker
+from ragtune.rag.ingest.files import Refusal, inspect, read_file
 from ragtune.rag.ingest.files import list_entries as list_files
-from ragtune.rag.ingest.files import read_file, refusal
 from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
 from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
@@ -162,7 +162,7 @@ class Ingestor:
         report = IngestReport(root=str(root))
         self.generations.remove_dead_temporaries()  # left by ingests that were killed
         stored_sources = self.store.sources_under(str(root))
-        stored_docs = self._stored_documents(stored_sources)
+        stored_docs = self._stored_documents(root, stored_sources)
         scan = self._scan(root, stored_sources, stored_docs, report, force=rebuild)
 
         incoming = {i: d.content_hash for i, d in scan.documents.items()}
@@ -225,8 +225,9 @@ class Ingestor:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _stored_documents(self, stored_sources: Mapping[str, Any]) -> dict[str, StoredDocument]:
-        return self.store.documents_of_sources(stored_sources.keys())
+    def _stored_documents(self, root: Path, stored_sources: Mapping[str, Any]) -> dict[str, StoredDocument]:
+        found = self.store.documents_under(str(root))  # one range query, not one IN list per 500 sources
+        return {i: doc for i, doc in found.items() if doc.source in stored_sources}
 
     def _scan(
         self,
@@ -263,17 +264,12 @@ class Ingestor:
             self._tell("reading", done, len(files))
             source = path.as_posix()
             scan.present.add(source)
-            refused = refusal(path, root)  # links, FIFOs and devices are never opened
-            if refused is not None:
-                skip(source, refused.reason, keep=refused.transient)
+            stat = inspect(path, root)  # links, FIFOs and devices are never opened
+            if isinstance(stat, Refusal):
+                skip(source, stat.reason, keep=stat.transient)
                 continue
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 skip(source, f"unsupported file type {path.suffix or '(none)'!r}")
-                continue
-            try:
-                stat = path.stat()
-            except OSError:
-                skip(source, "vanished before it could be read", keep=True)
                 continue
             stored = stored_sources.get(source)
             if (

@@ -230,7 +230,16 @@ class Store:
             "WHERE path = ? OR path LIKE ? ESCAPE '\\'",
             (root, _escape_like(root.rstrip("/")) + "/%"),
         )
-        return {r[0]: StoredSource(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
+        return {r[0]: StoredSource(r[0], r[1], r[2], r[3], r[4], _json(r[5])) for r in rows}
+
+    def documents_under(self, root: str) -> dict[str, StoredDocument]:
+        """Stored documents whose source is `root` itself or anywhere below it, by document id."""
+        rows = self._connection().execute(
+            "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at FROM documents "
+            "WHERE source = ? OR source LIKE ? ESCAPE '\\'",
+            (root, _escape_like(root.rstrip("/")) + "/%"),
+        )
+        return {r[0]: StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), r[7]) for r in rows}
 
     def _select_in(self, sql: str, values: Iterable[str]) -> Iterator[tuple]:
         """Run `sql`, whose `{marks}` stands for the placeholders of an IN list, over `values` in
@@ -240,17 +249,6 @@ class Store:
         for start in range(0, len(values), 500):
             batch = values[start : start + 500]
             yield from db.execute(sql.format(marks=",".join("?" * len(batch))), batch)
-
-    def documents_of_sources(self, paths: Iterable[str]) -> dict[str, StoredDocument]:
-        """Stored documents read from the given source paths, by document id."""
-        rows = self._select_in(
-            "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at "
-            "FROM documents WHERE source IN ({marks})",
-            paths,
-        )
-        return {
-            r[0]: StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows
-        }
 
     def chunk_ids_of_documents(self, document_ids: Iterable[str]) -> list[str]:
         return [
@@ -360,3 +358,12 @@ class Store:
             "INSERT INTO ingest_runs(root, started_at, finished_at, generation, report) VALUES(?, ?, ?, ?, ?)",
             (root, started_at, time.time(), generation, json.dumps(report)),
         )
+
+
+def _json(text: str) -> Any:
+    """json.loads, skipping the parser for the empty list and object most rows hold."""
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
