@@ -32,11 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.corpus import Corpus, CorpusSpec, edit_documents, stop_words, write_documents  # noqa: E402
+from bench.corpus import Corpus, CorpusSpec, document_name, edit_documents, stop_words, write_documents  # noqa: E402
 from bench.helpers import cpu_model, log, markdown_table, median, memory_now, out, percentile  # noqa: E402
 
 MODES = ("bm25", "tfidf", "dense", "hybrid")
-TARGETS_1M = {"edit_s": 1.0, "edit_mb": 50.0, "unchanged_s": 2.0, "search_rss_mb": 4096.0, "hybrid_ms": 20.0}
+DENSE_ENV = "RAGTUNE_BENCH_DENSE"
+TARGETS_1M = {
+    "edit_s": 1.0,
+    "edit_by_path_s": 1.0,
+    "edit_mb": 50.0,
+    "unchanged_s": 2.0,
+    "search_rss_mb": 4096.0,
+    "hybrid_ms": 20.0,
+}
 
 
 class HashedEmbedder:
@@ -72,10 +80,14 @@ class HashedEmbedder:
 
 def _open(index: str):
     from ragtune import RAG
+    from ragtune.indexes.dense import DenseConfig
     from ragtune.rag.config import RAGConfig
     from ragtune.rag.ingest.chunking import ChunkingConfig
 
-    config = RAGConfig(chunking=ChunkingConfig(chunk_size=800, chunk_overlap=0))  # one paragraph, one chunk
+    dense = DenseConfig(**json.loads(os.environ.get(DENSE_ENV, "{}")))  # set by the parent from --dense...
+    config = RAGConfig(
+        chunking=ChunkingConfig(chunk_size=800, chunk_overlap=0), dense=dense
+    )  # a paragraph a chunk
     return RAG.open(index, config, embedder=HashedEmbedder())
 
 
@@ -125,7 +137,29 @@ def child_search(index: str, queries: list[str], k: int) -> dict[str, Any]:
                 times[mode].append((time.perf_counter() - started) * 1000)
                 results[mode].append([(h.chunk_id, h.score) for h in hits])
         memory = memory_now()
-    return {"open_and_first_s": first_s, "ms": times, "results": results, **memory}
+        recall = dense_recall(rag, queries, k) if rag.config.dense.index == "hnsw" else None
+    return {"open_and_first_s": first_s, "ms": times, "results": results, "dense_recall": recall, **memory}
+
+
+def dense_recall(rag: Any, queries: list[str], k: int) -> float:
+    """Mean recall@k of the dense search (graphs where segments have them) against exact inner products
+    over every live row."""
+    generation = rag._current_generation()
+    searcher = generation.index("dense")
+    embedder = HashedEmbedder()
+    found = 0
+    for query in queries:
+        vector = embedder.encode([query], query=True)[0]
+        scores, rows = [], []
+        for view in generation.views:
+            s = np.asarray(view.segment.vectors @ vector)
+            live = np.arange(len(s)) if view.deleted is None else np.flatnonzero(~view.deleted)
+            scores.append(s[live])
+            rows.append(live + view.offset)
+        scores, rows = np.concatenate(scores), np.concatenate(rows)
+        exact = set(rows[np.argsort(-scores, kind="stable")[:k]].tolist())
+        found += len(exact & set(searcher.search(query, k).rows.tolist()))
+    return found / (k * len(queries))
 
 
 def run_child(*args: str) -> dict[str, Any]:
@@ -169,12 +203,21 @@ def measure(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  {row['full']['seconds']:.1f} s: {row['full']['summary']}")
     row["unchanged"] = run_child("ingest", str(index), str(docs_folder))
     log(f"  unchanged re-run {row['unchanged']['seconds']:.3f} s")
-    edits = []
+    edits, edits_by_file = [], []
     for round_ in range(args.edits):
-        list(edit_documents(docs_folder, docs, corpus, 1 / len(docs), round_))  # one document
-        edit = run_child("ingest", str(index), str(docs_folder))
+        (edited,) = edit_documents(docs_folder, docs, corpus, 1 / len(docs), round_)  # one document
+        edit = run_child("ingest", str(index), str(docs_folder))  # as `ragtune ingest DIR`: scans the folder
         edits.append(edit)
-        log(f"  one document edited: {edit['seconds']:.3f} s, {edit['written_mb']:.2f} MB written")
+        log(
+            f"  one document edited, folder re-ingested: {edit['seconds']:.3f} s, {edit['written_mb']:.2f} MB written"
+        )
+        (edited,) = edit_documents(docs_folder, docs, corpus, 1 / len(docs), 1000 + round_)
+        alone = run_child("ingest", str(index), str(docs_folder / document_name(edited)))  # that file only
+        edits_by_file.append(alone)
+        log(
+            f"  one document edited, ingested by its path: {alone['seconds']:.3f} s, {alone['written_mb']:.2f} MB"
+        )
+    row["edits_by_file"] = edits_by_file
     row["edits"] = edits
     row["index_mb"] = index_mb(index)
     generation = max(int(p.name) for p in (index / "generations").iterdir() if p.name.isdigit())
@@ -203,21 +246,28 @@ def measure(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def report(rows: list[dict[str, Any]]) -> None:
+def report(rows: list[dict[str, Any]], dense: dict[str, Any]) -> None:
     out("# Re-index cost against corpus size (bench/scale.py)\n")
     out(
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores. Hashed bag-of-words embedder, 384 dims; flat vectors.\n"
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores. Hashed bag-of-words embedder, 384 dims; dense {dense}.\n"
     )
     header = ["chunks", "full ingest", "unchanged re-run", "one document edited", "written for that edit"]
+    header += ["edited file ingested alone"]
     header += ["index on disk", "segments", "ingest peak RSS", "search-only peak RSS", "hybrid p50"]
     table = []
     for r in rows:
         edit_s = median([e["seconds"] for e in r["edits"]])
         edit_mb = median([e["written_mb"] for e in r["edits"]])
-        peak = max([r["full"]["peak_mb"], r["unchanged"]["peak_mb"], *(e["peak_mb"] for e in r["edits"])])
+        steps = [r["full"], r["unchanged"], *r["edits"], *r["edits_by_file"]]
+        peak = max(step["peak_mb"] for step in steps)
         table.append(
             [f"{r['chunks']:,}", f"{r['full']['seconds']:.1f} s", f"{r['unchanged']['seconds']:.3f} s"]
-            + [f"{edit_s:.3f} s", f"{edit_mb:.2f} MB", f"{r['index_mb']:.0f} MB", str(r["segments"])]
+            + [
+                f"{edit_s:.3f} s",
+                f"{edit_mb:.2f} MB",
+                f"{median([e['seconds'] for e in r['edits_by_file']]):.3f} s",
+            ]
+            + [f"{r['index_mb']:.0f} MB", str(r["segments"])]
             + [
                 f"{peak:.0f} MB",
                 f"{r['search']['peak_mb']:.0f} MB",
@@ -233,6 +283,9 @@ def report(rows: list[dict[str, Any]]) -> None:
         for r in rows
     ]
     markdown_table(["chunks", *MODES, "open + first query"], table)
+    if dense["index"] == "hnsw":
+        out("\nDense recall@10 against exact search over every live row: ")
+        out(", ".join(f"{r['chunks']:,}: {r['search']['dense_recall']:.3f}" for r in rows))
     compared = [r for r in rows if "vs_rebuild" in r]
     if compared:
         out(
@@ -248,6 +301,7 @@ def report(rows: list[dict[str, Any]]) -> None:
     if largest["chunks"] >= 1_000_000:
         measured = {
             "edit_s": median([e["seconds"] for e in largest["edits"]]),
+            "edit_by_path_s": median([e["seconds"] for e in largest["edits_by_file"]]),
             "edit_mb": median([e["written_mb"] for e in largest["edits"]]),
             "unchanged_s": largest["unchanged"]["seconds"],
             "search_rss_mb": largest["search"]["peak_mb"],
@@ -282,15 +336,25 @@ def main(argv: list[str] | None = None) -> int:
         "--rebuild-max", type=int, default=50_000, help="compare with a rebuild up to this size"
     )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--dense", choices=("flat", "hnsw"), default="flat", help="the dense index")
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=64)
+    parser.add_argument("--hnsw-ef-search", type=int, default=64)
+    parser.add_argument("--hnsw-min-rows", type=int, default=20_000)
     args = parser.parse_args(argv)
     if args.quick:
         args.queries, args.edits = 20, 2
     sizes = [int(s) for s in args.sizes.split(",")]
+    dense = {"index": args.dense}
+    if args.dense == "hnsw":
+        dense |= {"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.hnsw_ef_construction}
+        dense |= {"hnsw_ef_search": args.hnsw_ef_search, "hnsw_min_rows": args.hnsw_min_rows}
+    os.environ[DENSE_ENV] = json.dumps(dense)  # the children read it
     rows = []
     with tempfile.TemporaryDirectory(prefix="ragtune-scale-") as tmp:
         for size in sizes:
             rows.append(measure(size, Path(tmp), args))
-    report(rows)
+    report(rows, dense)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

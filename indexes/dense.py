@@ -29,6 +29,12 @@ class DenseConfig:
     hnsw_m: int = field(default=32, metadata={"help": "HNSW neighbours per node."})
     hnsw_ef_construction: int = field(default=200, metadata={"help": "HNSW build-time search width."})
     hnsw_ef_search: int = field(default=128, metadata={"help": "HNSW query-time search width."})
+    hnsw_min_rows: int = field(
+        default=20_000,
+        metadata={
+            "help": "With 'hnsw', segments with fewer rows are searched exactly: as fast, and no graph to build."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.index not in ("flat", "hnsw"):
@@ -37,7 +43,7 @@ class DenseConfig:
             raise InputError(f"hnsw_m={self.hnsw_m}: must be >= 2")
 
 
-def _faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
+def build_faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
     dim = vectors.shape[1]
     if config.index == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -51,7 +57,7 @@ def _faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
 
 
 @contextmanager
-def _one_openmp_thread() -> Iterator[None]:
+def one_openmp_thread() -> Iterator[None]:
     """faiss searches one query on a single thread: its OpenMP team is slower for one query at every size
     measured (10k-500k rows: 0.60 vs 0.78 ms, 62 vs 81 ms), and far slower right after an ONNX Runtime
     query encoding, whose worker threads are still spinning (10k rows: 3.4 vs 15.8 ms for both steps).
@@ -84,7 +90,7 @@ class DenseIndex:
         self.faiss_index = faiss_index
         self.embedded = 0  # texts sent to the embedder to build this index from its predecessor
         if faiss_index is None and len(vectors):
-            self.faiss_index = _faiss_index(vectors, self.config)
+            self.faiss_index = build_faiss_index(vectors, self.config)
 
     @classmethod
     def empty(cls, embedder: Embedder, config: DenseConfig | None = None) -> DenseIndex:
@@ -141,7 +147,7 @@ class DenseIndex:
                 f"the embedding model gives {query_vector.shape[1]}-dimensional vectors but the index holds "
                 f"{self.vectors.shape[1]}-dimensional ones: rebuild with `ragtune ingest --rebuild`"
             )
-        with _one_openmp_thread():
+        with one_openmp_thread():
             scores, rows = self.faiss_index.search(query_vector, min(k, len(self)))
         found = rows[0] >= 0
         return Ranking(rows[0][found].astype(np.int64), scores[0][found])

@@ -17,14 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 
 from ragtune.indexes.base import damaged, load_json
-from ragtune.indexes.dense import check_unit_length
+from ragtune.indexes.dense import DenseConfig, build_faiss_index, check_unit_length
 
 SEGMENT_FORMAT = 1
 SEGMENT_INFO = "segment.json"
+GRAPH = "hnsw.faiss"  # written for large segments when the dense index is "hnsw"
 ARRAYS = (
     "chunk_ids",  # S: chunk id of each row
     "sorted_ids",  # S: the chunk ids sorted, to find rows by id with a binary search
@@ -70,8 +72,11 @@ def concatenate(parts: Sequence[SegmentData], width: int, dimensions: int) -> Se
     )
 
 
-def write_segment(folder: Path, data: SegmentData) -> None:
-    """Write `data` as a segment into `folder` (which must not exist yet; the caller renames it into place)."""
+def write_segment(folder: Path, data: SegmentData, dense: DenseConfig | None = None) -> None:
+    """Write `data` as a segment into `folder` (which must not exist yet; the caller renames it into place).
+
+    With `dense.index == "hnsw"` and at least `dense.hnsw_min_rows` rows, an HNSW graph of the vectors is
+    written too (GRAPH); smaller segments are searched exactly."""
     folder.mkdir(parents=True)
     counts = data.counts.tocsr()
     counts.sort_indices()
@@ -94,6 +99,8 @@ def write_segment(folder: Path, data: SegmentData) -> None:
     }
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array, allow_pickle=False)
+    if dense is not None and dense.index == "hnsw" and len(data) >= max(1, dense.hnsw_min_rows):
+        faiss.write_index(build_faiss_index(arrays["vectors"], dense), str(folder / GRAPH))
     info = {
         "format": SEGMENT_FORMAT,
         "rows": len(data),
@@ -133,6 +140,21 @@ class Segment:
         )
         self.vectors = arrays["vectors"]
         self._check()
+        self.has_graph = (folder / GRAPH).is_file()
+        self._graph: faiss.Index | None = None
+
+    def graph(self) -> faiss.Index:
+        """The segment's HNSW graph, read on first use; its copy of the vectors stays memory-mapped."""
+        if self._graph is None:
+            path = self.folder / GRAPH
+            try:
+                graph = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            except RuntimeError as exc:  # faiss reports every unreadable file as a RuntimeError
+                raise damaged(path, str(exc).strip().splitlines()[-1]) from exc
+            if graph.ntotal != self.rows or graph.d != self.vectors.shape[1]:
+                raise damaged(path, f"{graph.ntotal} vectors of {graph.d} dimensions")
+            self._graph = graph
+        return self._graph
 
     def _check(self) -> None:
         """Shapes that agree with each other: a damaged file is refused here, never read out of range."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 
 from ragtune.core.errors import StoreFormatError
 from ragtune.indexes.base import Ranking, top_k
 from ragtune.indexes.bm25 import BM25Config, okapi_idf
+from ragtune.indexes.dense import DenseConfig, one_openmp_thread
 from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.segment import Segment
 from ragtune.indexes.tfidf import TfidfConfig
@@ -206,12 +208,21 @@ class SegmentedTfidf(_Lexical):
 
 
 class SegmentedDense:
-    """Exact inner-product search over each segment's memory-mapped vectors, merged into one top k."""
+    """Inner-product search over each segment's memory-mapped vectors (exact), or its HNSW graph where it
+    has one, merged into one top k. Deleted rows are excluded inside the graph search (a bitmap
+    selector), so they never take a place in the top k."""
 
     kind = "dense"
 
-    def __init__(self, views: Sequence[SegmentView], embedder: Embedder, live_rows: int):
+    def __init__(
+        self,
+        views: Sequence[SegmentView],
+        embedder: Embedder,
+        live_rows: int,
+        config: DenseConfig | None = None,
+    ):
         self.views, self.embedder, self.live_rows = list(views), embedder, live_rows
+        self.config = config or DenseConfig()
 
     def __len__(self) -> int:
         return self.live_rows
@@ -230,9 +241,11 @@ class SegmentedDense:
                     f"the embedding model gives {vector.shape[0]}-dimensional vectors but the index holds "
                     f"{vectors.shape[1]}-dimensional ones: rebuild with `ragtune ingest --rebuild`"
                 )
-            scores = vectors @ vector
-            candidates = np.arange(len(scores)) if view.deleted is None else np.flatnonzero(~view.deleted)
-            best = top_k(scores, candidates, k)
+            best = (
+                self._graph_search(view, vector, k)
+                if view.segment.has_graph
+                else self._exact(view, vector, k)
+            )
             found_rows.append(best.rows + view.offset)
             found_scores.append(best.scores)
         if not found_rows:
@@ -240,3 +253,20 @@ class SegmentedDense:
         rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
         best = top_k(scores, np.arange(rows.size), k)
         return Ranking(rows[best.rows], best.scores)
+
+    @staticmethod
+    def _exact(view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
+        scores = view.segment.vectors @ vector
+        candidates = np.arange(len(scores)) if view.deleted is None else np.flatnonzero(~view.deleted)
+        return top_k(scores, candidates, k)
+
+    def _graph_search(self, view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.config.hnsw_ef_search, k)
+        if view.deleted is not None:
+            live = np.packbits(~view.deleted, bitorder="little")  # faiss reads bit i of byte i // 8
+            params.sel = faiss.IDSelectorBitmap(len(view.deleted), faiss.swig_ptr(live))
+        with one_openmp_thread():
+            scores, rows = view.segment.graph().search(vector[None, :], k, params=params)
+        found = rows[0] >= 0
+        return Ranking(rows[0][found].astype(np.int64), scores[0][found])

@@ -244,3 +244,32 @@ def test_a_document_edited_again_and_again_keeps_exact_statistics(rag, corpus):
         expected, found = scratch_scores(rag, query), segmented_scores(rag, query)
         for kind in expected:
             assert found[kind] == pytest.approx(expected[kind], rel=1e-9, abs=1e-6), (kind, query)
+
+
+def test_with_hnsw_large_segments_get_a_graph_that_never_returns_deleted_rows(tmp_path, corpus):
+    from ragtune.indexes.dense import DenseConfig
+    from ragtune.rag.config import RAGConfig
+
+    config = RAGConfig(dense=DenseConfig(index="hnsw", hnsw_min_rows=6))  # the sample corpus: 6 chunks
+    rag = RAG.open(tmp_path / "index", config, embedder=FakeEmbedder())
+    rag.ingest(corpus, progress=False)
+    first = manifest(rag)["segments"][0]["name"]
+    assert (rag.folder / "segments" / first / "hnsw.faiss").is_file()
+    for query in ("adapter weights", "QLoRA quantization"):  # a graph this small is searched whole
+        assert segmented_scores(rag, query)["dense"] == pytest.approx(
+            scratch_scores(rag, query)["dense"], abs=1e-5
+        )
+    (corpus / "qlora.md").unlink()
+    (corpus / "note.md").write_text("# Note\n\nA short note about adapters.")
+    rag.ingest(corpus, progress=False)
+    new = manifest(rag)["segments"][-1]["name"]
+    assert not (rag.folder / "segments" / new / "hnsw.faiss").exists()  # 1 row: below hnsw_min_rows
+    generation = rag._current_generation()
+    ranking = generation.index("dense").search("QLoRA 4-bit NormalFloat", 3)  # below the API, which
+    live = {cid for cid, _ in rag.store.iter_chunks()}  # would also drop a chunk the store lacks
+    assert len(ranking.rows) == 3 and {generation.chunk_ids[r] for r in ranking.rows.tolist()} <= live
+    found = rag.search("QLoRA 4-bit NormalFloat", k=10, mode="dense")
+    assert len(found) == 6 and not [h for h in found if "qlora" in h.source]
+    assert {h.chunk_id: h.score for h in found} == pytest.approx(
+        scratch_scores(rag, "QLoRA 4-bit NormalFloat")["dense"], abs=1e-5
+    )

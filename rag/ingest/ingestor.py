@@ -260,16 +260,18 @@ class Ingestor:
 
         files = list_files(root, exclude=self.generations.root.parent.resolve())
         bar = tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2)
-        for done, path in enumerate(bar):
-            self._tell("reading", done, len(files))
-            source = path.as_posix()
+        for done, entry in enumerate(bar):
+            if self.on_progress is not None:
+                self._tell("reading", done, len(files))
+            source = str(entry) if os.sep == "/" else Path(entry).as_posix()
             scan.present.add(source)
-            stat = inspect(path, root)  # links, FIFOs and devices are never opened
+            stat = inspect(entry, root)  # links, FIFOs and devices are never opened
             if isinstance(stat, Refusal):
                 skip(source, stat.reason, keep=stat.transient)
                 continue
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skip(source, f"unsupported file type {path.suffix or '(none)'!r}")
+            suffix = os.path.splitext(source)[1].lower()
+            if suffix not in SUPPORTED_SUFFIXES:
+                skip(source, f"unsupported file type {os.path.splitext(source)[1] or '(none)'!r}")
                 continue
             stored = stored_sources.get(source)
             if (
@@ -286,7 +288,7 @@ class Ingestor:
                     report.skipped.append(FileNote(source, stored.skipped))
                 report.problems += [FileNote(source, p) for p in stored.problems]
                 continue
-            data, reason = read_file(path, limits.max_bytes)
+            data, reason = read_file(Path(entry), limits.max_bytes)
             if data is None:
                 skip(source, reason or "unreadable", keep=True)
                 continue
@@ -302,7 +304,7 @@ class Ingestor:
                 if stored.skipped:
                     report.skipped.append(FileNote(source, stored.skipped))
                 continue
-            result = parse_bytes(data, path.suffix.lower(), source, limits)
+            result = parse_bytes(data, suffix, source, limits)
             report.problems += [FileNote(source, p) for p in result.problems]
             if result.skipped and docs_of_source.get(source):
                 skip(source, result.skipped, result.problems, keep=True)  # keep the last good version

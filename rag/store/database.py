@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredSource:
     path: str
     size: int
@@ -77,16 +77,15 @@ class StoredSource:
     problems: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredDocument:
+    """What an ingest needs to know of a stored document (one per document under the folder: kept small)."""
+
     id: str
     source: str
     record: str
     content_hash: str
-    mtime: float
     version: int
-    metadata: dict[str, Any]
-    ingested_at: float
 
 
 @dataclass(frozen=True)
@@ -235,11 +234,11 @@ class Store:
     def documents_under(self, root: str) -> dict[str, StoredDocument]:
         """Stored documents whose source is `root` itself or anywhere below it, by document id."""
         rows = self._connection().execute(
-            "SELECT id, source, record, content_hash, mtime, version, metadata, ingested_at FROM documents "
+            "SELECT id, source, record, content_hash, version FROM documents "
             "WHERE source = ? OR source LIKE ? ESCAPE '\\'",
             (root, _escape_like(root.rstrip("/")) + "/%"),
         )
-        return {r[0]: StoredDocument(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), r[7]) for r in rows}
+        return {r[0]: StoredDocument(*r) for r in rows}
 
     def _select_in(self, sql: str, values: Iterable[str]) -> Iterator[tuple]:
         """Run `sql`, whose `{marks}` stands for the placeholders of an IN list, over `values` in

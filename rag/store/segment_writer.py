@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ragtune.core.schema import text_hash
+from ragtune.indexes.dense import DenseConfig
 from ragtune.indexes.embedding import Embedder, encode_in_slices
 from ragtune.indexes.segment import SegmentData, concatenate, write_segment
 from ragtune.indexes.segmented import CorpusStats
@@ -207,7 +208,7 @@ def write_next(root: Path, number: int, next_gen: NextGeneration, config: dict[s
     for position, entry in enumerate(next_gen.entries):
         if entry.data is not None:
             entry.name = f"{number:06d}-{position:03d}"
-            _write_segment(root / SEGMENTS, entry.name, entry.data)
+            _write_segment(root / SEGMENTS, entry.name, entry.data, DenseConfig(**config.get("dense", {})))
         segments.append({"name": entry.name, "rows": entry.rows, "live": entry.live})
     parts = list(next_gen.vocabulary_parts)
     known_terms = sum(p["terms"] for p in parts)
@@ -247,12 +248,12 @@ def write_generation_files(folder: Path, manifest: dict[str, Any], next_gen: Nex
             np.save(folder / listed["deleted"], np.packbits(entry.deleted), allow_pickle=False)
 
 
-def _write_segment(parent: Path, name: str, data: SegmentData) -> None:
+def _write_segment(parent: Path, name: str, data: SegmentData, dense: DenseConfig) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        write_segment(tmp, data)
+        write_segment(tmp, data, dense)
         checksums = {
             p.name: {"size": p.stat().st_size, "sha256": file_checksum(p)} for p in sorted(tmp.iterdir())
         }

@@ -23,6 +23,7 @@ import numpy as np
 from ragtune.core.errors import StoreFormatError
 from ragtune.indexes.base import load_array
 from ragtune.indexes.bm25 import BM25Config
+from ragtune.indexes.dense import DenseConfig
 from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.segment import Segment
 from ragtune.indexes.segmented import (
@@ -121,7 +122,8 @@ class SegmentedGeneration:
         if kind == "tfidf":
             tfidf = TfidfConfig(**config.get("tfidf", {}))
             return SegmentedTfidf(self.views, self.stats, self.vocabulary, tokenize, tfidf)
-        return SegmentedDense(self.views, self._embedder(), self.stats.live_rows)
+        dense = DenseConfig(**config.get("dense", {}))
+        return SegmentedDense(self.views, self._embedder(), self.stats.live_rows, dense)
 
     def all_files(self) -> dict[Path, dict[str, Any]]:
         """Every file this generation reads, with the size and checksum recorded when it was written."""
