@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from ragtune.indexes.base import damaged, load_json, load_sparse, write_params
 from ragtune.indexes.tokenize import Tokenizer, TokenizerConfig
+from ragtune.indexes.vocabulary import Vocabulary
 
 
 class TermCounts:
@@ -35,30 +36,14 @@ class TermCounts:
         return self.counts.shape[0]
 
     def updated(self, keep: np.ndarray, added_texts: Sequence[str], tokenizer: Tokenizer) -> TermCounts:
-        terms = list(self.terms)
-        column = dict(self.column)
-        indptr = [0]
-        indices: list[int] = []
-        data: list[int] = []
-        for text in added_texts:
-            for term, n in Counter(tokenizer(text)).items():
-                col = column.get(term)
-                if col is None:
-                    col = column[term] = len(terms)
-                    terms.append(term)
-                indices.append(col)
-                data.append(n)
-            indptr.append(len(indices))
-        width = len(terms)
-        added = sp.csr_matrix(
-            (np.asarray(data, dtype=np.int32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
-            shape=(len(added_texts), width),
-        )
+        vocabulary = Vocabulary(self.terms)  # a copy: this index stays as it is
+        added = vocabulary.count_rows(tokenizer(text) for text in added_texts)
+        width = len(vocabulary)
         kept = self.counts[np.flatnonzero(keep)] if len(self) else self.counts
         kept = sp.csr_matrix((kept.data, kept.indices, kept.indptr), shape=(kept.shape[0], width))
         counts = sp.vstack([kept, added], format="csr", dtype=np.int32)
         counts.sort_indices()
-        return TermCounts(terms, counts, column)
+        return TermCounts(vocabulary.terms, counts, vocabulary.column)
 
     def query_counts(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Columns of the known query terms and how often each occurs in the query."""
