@@ -269,9 +269,10 @@ class Ingestor:
             if isinstance(stat, Refusal):
                 skip(source, stat.reason, keep=stat.transient)
                 continue
-            suffix = os.path.splitext(source)[1].lower()
+            extension = os.path.splitext(source)[1]
+            suffix = extension.lower()
             if suffix not in SUPPORTED_SUFFIXES:
-                skip(source, f"unsupported file type {os.path.splitext(source)[1] or '(none)'!r}")
+                skip(source, f"unsupported file type {extension or '(none)'!r}")
                 continue
             stored = stored_sources.get(source)
             if (

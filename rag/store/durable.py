@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,20 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def publish_folder(tmp: Path, final: Path, fill: Callable[[Path], None]) -> None:
+    """Have `fill` create and fill the temporary folder `tmp`, flush it all to disk and rename it to `final`
+    (replacing a folder a crash left there), so `final` never exposes unwritten data; `tmp` is removed
+    when anything fails."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        fill(tmp)
+        fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsync_folder(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

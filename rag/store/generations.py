@@ -27,7 +27,7 @@ from ragtune.indexes.bm25 import BM25Index
 from ragtune.indexes.dense import DenseIndex
 from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tfidf import TfidfIndex
-from ragtune.rag.store.durable import CHECKSUM, describe_files, file_checksum, fsync_folder, fsync_tree
+from ragtune.rag.store.durable import CHECKSUM, describe_files, file_checksum, publish_folder
 from ragtune.rag.store.segments import (
     SEGMENTED_FORMAT,
     SEGMENTS,
@@ -233,23 +233,16 @@ class Generations:
         the manifest, flush it all to disk and rename it into place; it is not current until the store
         says so."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{number:06d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+
+        def filled(tmp: Path) -> None:
+            tmp.mkdir()
             manifest = fill(tmp)
             manifest["files"] = describe_files(tmp)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            fsync_tree(tmp)
-            final = self.folder(number)
-            if final.exists():  # left by a crash between this rename and the store's commit
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-            fsync_folder(self.root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+
+        # A folder already at the final name was left by a crash between the rename and the store's commit.
+        publish_folder(self.root / f".tmp-{number:06d}-{os.getpid()}", self.folder(number), filled)
+        return self.folder(number)
 
     def remove_dead_temporaries(self) -> list[Path]:
         """Remove the temporary folders and files of ingests that were killed (their process is gone)."""

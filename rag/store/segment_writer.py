@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from ragtune.indexes.segment import SegmentData, concatenate, write_segment
 from ragtune.indexes.segmented import CorpusStats
 from ragtune.indexes.tokenize import Tokenizer
 from ragtune.indexes.vocabulary import Vocabulary
-from ragtune.rag.store.durable import file_checksum, fsync_folder, fsync_tree
+from ragtune.rag.store.durable import describe_files, file_checksum, fsync_folder, publish_folder
 from ragtune.rag.store.merge_policy import MergePolicy
 from ragtune.rag.store.segments import (
     CHECKSUMS,
@@ -249,24 +248,12 @@ def write_generation_files(folder: Path, manifest: dict[str, Any], next_gen: Nex
 
 
 def _write_segment(parent: Path, name: str, data: SegmentData, dense: DenseConfig) -> None:
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    def filled(tmp: Path) -> None:
         write_segment(tmp, data, dense)
-        checksums = {
-            p.name: {"size": p.stat().st_size, "sha256": file_checksum(p)} for p in sorted(tmp.iterdir())
-        }
-        (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1))
-        fsync_tree(tmp)
-        final = parent / name
-        if final.exists():  # left by a crash before a commit that never happened
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        fsync_folder(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / CHECKSUMS).write_text(json.dumps(describe_files(tmp), indent=1))
+
+    parent.mkdir(parents=True, exist_ok=True)
+    publish_folder(parent / f".tmp-{name}-{os.getpid()}", parent / name, filled)
 
 
 def _fsync_file(path: Path) -> None:

@@ -71,7 +71,9 @@ class SegmentedGeneration:
         self._embedder = embedder
         self.index_root = folder.parent.parent
         self.files: dict[str, dict[str, Any]] = manifest["files"]
-        self.check_sizes()
+        # Read once: every check below (sizes on open, checksums on an ingest or a verify) uses it.
+        self.recorded = self._recorded_files()
+        self._check_sizes()
         try:
             segments = [Segment(self.index_root / SEGMENTS / entry["name"]) for entry in manifest["segments"]]
             starts = offsets(segments)
@@ -125,7 +127,7 @@ class SegmentedGeneration:
         dense = DenseConfig(**config.get("dense", {}))
         return SegmentedDense(self.views, self._embedder(), self.stats.live_rows, dense)
 
-    def all_files(self) -> dict[Path, dict[str, Any]]:
+    def _recorded_files(self) -> dict[Path, dict[str, Any]]:
         """Every file this generation reads, with the size and checksum recorded when it was written."""
         found = {self.folder / name: expected for name, expected in self.files.items()}
         for part in self.manifest["vocabulary"]:
@@ -145,13 +147,13 @@ class SegmentedGeneration:
         """Checksums of this generation's own folder and its vocabulary parts (small files), not of the
         segments it shares."""
         shared = self.index_root / SEGMENTS
-        _compare({path: e for path, e in self.all_files().items() if path.parent.parent != shared})
+        _compare({path: e for path, e in self.recorded.items() if path.parent.parent != shared})
 
     def verify(self, under: str = "") -> dict[str, Any]:
         """Compare every file this generation reads with its recorded checksum; StoreFormatError names the
         first that differs. `under` is accepted for the format-1 interface and ignored."""
         clock = time.perf_counter()
-        files = self.all_files()
+        files = self.recorded
         _compare(files)
         checked, total = len(files), sum(expected["size"] for expected in files.values())
         return {
@@ -162,9 +164,9 @@ class SegmentedGeneration:
             "seconds": round(time.perf_counter() - clock, 3),
         }
 
-    def check_sizes(self) -> None:
+    def _check_sizes(self) -> None:
         """A few stat calls: a truncated or missing file is caught on open, before numpy reads it."""
-        for path, expected in self.all_files().items():
+        for path, expected in self.recorded.items():
             size = path.stat().st_size if path.is_file() else None
             if size != expected.get("size"):
                 found = "missing" if size is None else f"{size} bytes, {expected.get('size')} recorded"
