@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import text_hash
 from ragtune.indexes.base import Ranking, damaged, load_array, load_json, read_params, write_params
-from ragtune.indexes.embedding import Embedder, encode_in_slices
+from ragtune.indexes.embedding import Embedder
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,8 @@ class DenseIndex:
         keep: np.ndarray,
         added_texts: Sequence[str],
         progress: bool = False,
-        on_embedded: Callable[[int, int], None] | None = None,
     ) -> DenseIndex:
-        """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector.
-
-        `on_embedded(done, total)` is called as the new texts are embedded."""
+        """Embed only texts this index has never seen; a chunk whose text is unchanged keeps its vector."""
         added_hashes = [text_hash(t) for t in added_texts]
         known = {h: row for row, h in enumerate(self.hashes)}
         to_embed: dict[str, str] = {}
@@ -116,7 +113,7 @@ class DenseIndex:
             if h not in known:
                 to_embed.setdefault(h, text)
         fresh = (
-            self._embed(list(to_embed.values()), progress, on_embedded)
+            self.embedder.encode(list(to_embed.values()), progress=progress)
             if to_embed
             else np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
         )
@@ -132,11 +129,6 @@ class DenseIndex:
         result = DenseIndex(self.embedder, vectors, hashes, self.config)
         result.embedded = len(to_embed)
         return result
-
-    def _embed(
-        self, texts: list[str], progress: bool, on_embedded: Callable[[int, int], None] | None
-    ) -> np.ndarray:
-        return encode_in_slices(self.embedder, texts, progress, on_embedded)
 
     def search(self, query: str, k: int) -> Ranking:
         if not len(self) or k <= 0:
