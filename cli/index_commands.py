@@ -84,7 +84,8 @@ def ingest(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             watch(rag, args.path, lambda report: print_report(report, args.json), progress=not args.quiet)
         return 0
-    print_report(rag.ingest(args.path, rebuild=args.rebuild, progress=not args.quiet), args.json)
+    report = rag.ingest(args.path, rebuild=args.rebuild, compact=args.compact, progress=not args.quiet)
+    print_report(report, args.json)
     return 0
 
 

@@ -77,6 +77,11 @@ def _index_commands(commands, common) -> None:
         "--watch", action="store_true", help="keep re-indexing as files change (Ctrl-C stops)"
     )
     ingest.add_argument("--rebuild", action="store_true", help="re-read every file and rebuild all indexes")
+    ingest.add_argument(
+        "--compact",
+        action="store_true",
+        help="then merge all index segments into one, dropping deleted rows (searches go on meanwhile)",
+    )
     new_index = ingest.add_argument_group("settings of a new index folder (fixed once it exists)")
     for options in ic.NEW_INDEX.values():
         options.add_to(new_index)

@@ -154,13 +154,16 @@ class RAG:
         path: str | os.PathLike[str],
         *,
         rebuild: bool = False,
+        compact: bool = False,
         progress: bool = True,
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Bring the index in line with the files at `path`: only new and edited documents are
         re-chunked and re-embedded; documents whose files are gone are removed from every index.
 
-        `rebuild=True` re-reads every file and rebuilds all indexes from scratch. `progress` draws
+        `rebuild=True` re-reads every file and rebuilds all indexes from scratch. `compact=True` then
+        merges every segment into one and drops deleted rows (nothing is re-read or re-embedded: the
+        merge copies rows; searches go on meanwhile, on the generation before). `progress` draws
         progress bars on the terminal; `on_progress(IngestProgress)` is called as files are read, chunks
         embedded and the new generation saved (the UI's progress bar). Searches keep being answered from
         the current generation meanwhile and see the new one once it is committed.
@@ -169,7 +172,7 @@ class RAG:
             ingestor = Ingestor(
                 self.store, self.generations, self.config, self.embedder, progress, on_progress
             )
-            return ingestor.run(path, rebuild=rebuild)
+            return ingestor.run(path, rebuild=rebuild, compact=compact)
 
     def search(
         self, query: str, k: int = 5, mode: str | None = None, weights: dict[str, float] | None = None

@@ -69,6 +69,15 @@ def test_quiet_ingest_draws_no_progress_bars(capsys, corpus, index, tiny_model_d
     assert "%|" not in err
 
 
+def test_ingest_compact_leaves_one_segment(capsys, corpus, index, tiny_model_dir):
+    run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
+    (corpus / "lora.md").write_text("LoRA, edited: a low-rank update of the frozen weights.")
+    run(capsys, "ingest", str(corpus), "--index", index, "-q")
+    code, out, _ = run(capsys, "ingest", str(corpus), "--index", index, "-q", "--compact", "--json")
+    assert code == 0
+    assert json.loads(out)["segments"] == 1 and json.loads(out)["generation"] == 3
+
+
 def test_max_file_mb_applies_to_an_existing_index(capsys, corpus, index, tiny_model_dir):
     run(capsys, "ingest", str(corpus), "--index", index, "--embedding-model", str(tiny_model_dir), "-q")
     (corpus / "big.txt").write_bytes(b"word " * 300_000)

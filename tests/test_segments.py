@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import random
 
 import numpy as np
@@ -117,6 +118,67 @@ def test_after_random_adds_edits_and_deletes_scores_equal_a_single_index_built_f
     assert any(later < earlier for earlier, later in zip(segment_counts, segment_counts[1:], strict=False))
 
 
+COMMON, RARE = WORDS[:3], WORDS[3:]  # three words in nearly every chunk: many rows tie on them
+
+
+def index_in_three_rounds(tmp_path, rng: random.Random) -> tuple[RAG, object]:
+    """An index of three segments, with edited and deleted rows masked in the older ones."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rag = RAG.open(tmp_path / "index", embedder=FakeEmbedder())
+
+    def write(name: str) -> None:
+        words = rng.choices(COMMON, k=rng.randint(2, 8)) + rng.choices(RARE, k=rng.randint(1, 4))
+        (docs / name).write_text(" ".join(rng.sample(words, len(words))) + ".")
+
+    for round_ in range(3):
+        for i in range(25):
+            write(f"r{round_}-{i}.md")
+        if round_:
+            write(f"r{round_ - 1}-3.md")
+            (docs / f"r{round_ - 1}-5.md").unlink()
+        rag.ingest(docs, progress=False)
+    segments = manifest(rag)["segments"]
+    assert len(segments) == 3 and segments[0]["live"] < segments[0]["rows"]
+    return rag, docs
+
+
+def some_queries(rng: random.Random) -> list[str]:
+    return [" ".join([*rng.sample(COMMON, 2), *rng.sample(RARE, rng.randint(0, 2))]) for _ in range(30)]
+
+
+def test_the_top_k_over_several_segments_is_the_head_of_the_full_ranking(tmp_path):
+    rng = random.Random(11)
+    rag, _ = index_in_three_rounds(tmp_path, rng)
+    for kind in ("bm25", "tfidf"):
+        for query in some_queries(rng):
+            everything = [(h.chunk_id, h.score) for h in rag.search(query, k=100, mode=kind)]
+            for k in (1, 3, 5):
+                assert [(h.chunk_id, h.score) for h in rag.search(query, k=k, mode=kind)] == everything[:k]
+
+
+def test_compacting_merges_every_segment_into_one_and_every_result_stays_the_same(tmp_path):
+    rng = random.Random(5)
+    rag, docs = index_in_three_rounds(tmp_path, rng)
+    queries = some_queries(rng)
+
+    def results() -> list[list[tuple[str, float]]]:
+        kinds = ("bm25", "tfidf", "dense", "hybrid")
+        return [
+            [(h.chunk_id, h.score) for h in rag.search(q, k=8, mode=kind)] for q in queries for kind in kinds
+        ]
+
+    before = results()
+    report = rag.ingest(docs, compact=True, progress=False)
+    (segment,) = manifest(rag)["segments"]
+    assert segment["live"] == segment["rows"] == report.unchanged and segment["deleted"] is None
+    assert (report.segments, report.embedded, report.added, report.changed) == (1, 0, [], [])
+    assert "(1 segment)" in report.summary()
+    assert results() == before
+    again = rag.ingest(docs, compact=True, progress=False)
+    assert again.generation == report.generation  # already compact: no new generation
+
+
 def test_editing_one_document_writes_one_small_segment_and_leaves_the_others_untouched(rag, corpus, embedder):
     rag.ingest(corpus, progress=False)
     first = manifest(rag)["segments"]
@@ -154,7 +216,17 @@ def test_segment_arrays_are_memory_mapped_not_loaded(rag, corpus):
     rag.search("adapter", mode="hybrid")
     generation = rag._current_generation()
     segment = generation.views[0].segment
-    assert isinstance(segment.vectors, np.memmap) and isinstance(segment.post_rows, np.memmap)
+    assert file_backed(segment.vectors) and file_backed(segment.post_rows)
+    assert not file_backed(np.array(segment.vectors))  # what a loaded copy would be
+
+
+def file_backed(array: np.ndarray) -> bool:
+    """Whether the array's memory is a mapping of a file (somewhere down its chain of bases)."""
+    while array is not None:
+        if isinstance(array, mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 def test_an_index_of_the_single_folder_format_still_searches_and_is_converted_without_reembedding(

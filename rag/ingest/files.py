@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 
@@ -23,20 +25,32 @@ class Refusal:
     transient: bool = False
 
 
-def inspect(path: str | Path, root: Path) -> os.stat_result | Refusal:
-    """The status of `path` (found under `root`) when it is a regular file of the folder, or why it is
-    not read. One lstat: for a regular file it is also the file's own status (size, modification time)."""
-    try:
-        status = os.lstat(path)
-    except FileNotFoundError:
+def classify(path: str | Path, status: os.stat_result | OSError, root: Path) -> os.stat_result | Refusal:
+    """The status of `path` (found under `root`, its lstat or the error that raised) when it is a regular
+    file of the folder, or why it is not read. For a regular file the lstat is also the file's own
+    status (size, modification time)."""
+    if isinstance(status, FileNotFoundError):
         return Refusal("vanished before it could be read", transient=True)
-    except OSError as exc:
-        return Refusal(f"cannot read: {exc.strerror or exc}", transient=True)
+    if isinstance(status, OSError):
+        return Refusal(f"cannot read: {status.strerror or status}", transient=True)
     if stat.S_ISLNK(status.st_mode):
         return Refusal(_link_reason(Path(path), root))
     if not stat.S_ISREG(status.st_mode):
         return Refusal("not a regular file")
     return status
+
+
+def lstat_all(paths: Sequence[str]) -> list[os.stat_result | OSError]:
+    """The lstat of every path (or the error it raised), in order. (Threads were tried: at 100k files
+    they made it twice as slow, waiting on each other for the GIL.)"""
+    return [_lstat(p) for p in paths]
+
+
+def _lstat(path: str | Path) -> os.stat_result | OSError:
+    try:
+        return os.lstat(path)
+    except OSError as exc:
+        return exc
 
 
 def _link_reason(path: Path, root: Path) -> str:
@@ -56,24 +70,44 @@ def _link_reason(path: Path, root: Path) -> str:
     return f"symlink to {inside} inside the folder: links are not followed, so nothing is indexed twice"
 
 
-def list_entries(root: Path, exclude: Path | None = None) -> list[str]:
-    """Paths at or below `root` in a stable order, leaving out hidden files and folders and `exclude`.
+_NAME = attrgetter("name")
 
-    Links to folders are listed (so they can be reported) but not walked. Plain strings, not Path
-    objects: building a Path per file cost more than the scan's system calls at 100k files.
+
+def list_entries(root: Path, exclude: Path | None = None) -> list[str]:
+    """Paths at or below `root` in a stable order (a folder's files, then its subfolders, each sorted by
+    name), leaving out hidden files and folders and `exclude`.
+
+    Links to folders are listed (so they can be reported) but not walked; a subfolder that cannot be
+    listed is left out, as `os.walk` does. Plain strings from `os.scandir`, not Path objects: building a
+    Path per file cost more than the scan's system calls at 100k files.
     """
     if root.is_file():
         return [str(root)]
     found: list[str] = []
     excluded = str(exclude) if exclude is not None else None
-    join = os.path.join
-    for folder, dirs, files in os.walk(root):
-        links = {d for d in dirs if os.path.islink(join(folder, d))}
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and d not in links and join(folder, d) != excluded
-        )
-        found += [join(folder, f) for f in sorted([*files, *links]) if not f.startswith(".")]
+    folders = [str(root)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as listing:
+                entries = sorted((e for e in listing if not e.name.startswith(".")), key=_NAME)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if _is_folder(entry):
+                if entry.path != excluded:
+                    subfolders.append(entry.path)
+            else:
+                found.append(entry.path)
+        folders += reversed(subfolders)  # popped from the end: walked in name order, depth first
     return found
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def read_file(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:

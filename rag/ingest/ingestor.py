@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,12 @@ from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tokenize import Tokenizer
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import Chunker
-from ragtune.rag.ingest.files import Refusal, inspect, read_file
+from ragtune.rag.ingest.files import Refusal, classify, lstat_all, read_file
 from ragtune.rag.ingest.files import list_entries as list_files
 from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
-from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument
+from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument, StoredSource
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
-from ragtune.rag.store.merge_policy import MergePolicy
+from ragtune.rag.store.merge_policy import MergeEverything, MergePolicy
 from ragtune.rag.store.segment_writer import NextGeneration, next_generation
 from ragtune.rag.store.segments import SegmentedGeneration
 
@@ -97,6 +98,7 @@ class IngestReport:
     chunks_removed: int = 0
     embedded: int = 0
     generation: int = 0
+    segments: int = 0  # in the generation now current
     seconds: float = 0.0
     repaired: str | None = None  # why the current generation was rebuilt from the store, when it was
 
@@ -111,7 +113,8 @@ class IngestReport:
         repaired = f"; rebuilt the damaged index from the store: {self.repaired}" if self.repaired else ""
         return (
             f"{line}; {self.chunks_added} chunks indexed ({self.embedded} embedded), "
-            f"{self.chunks_removed} removed; generation {self.generation}; {self.seconds:.2f} s{repaired}"
+            f"{self.chunks_removed} removed; generation {self.generation} ({self.segments} segment"
+            f"{'s' if self.segments != 1 else ''}); {self.seconds:.2f} s{repaired}"
         )
 
 
@@ -121,9 +124,9 @@ class _Scan:
 
     documents: dict[str, Document] = field(default_factory=dict)  # from files that were (re)read
     mtimes: dict[str, float] = field(default_factory=dict)  # document id -> file mtime
-    kept: set[str] = field(
-        default_factory=set
-    )  # stored document ids whose file is unchanged or unreadable now
+    # Stored sources whose documents stay as they are: the file is unchanged (same size and time, or
+    # same bytes; value: its new mtime when it was re-read, else None), or cannot be read just now.
+    kept: dict[str, float | None] = field(default_factory=dict)
     sources: list[SourceWrite] = field(default_factory=list)
     present: set[str] = field(default_factory=set)  # every path found under the root
 
@@ -152,7 +155,7 @@ class Ingestor:
         if self.on_progress is not None:
             self.on_progress(IngestProgress(stage, done, total))
 
-    def run(self, path: str | os.PathLike[str], rebuild: bool = False) -> IngestReport:
+    def run(self, path: str | os.PathLike[str], rebuild: bool = False, compact: bool = False) -> IngestReport:
         started = time.time()
         clock = time.perf_counter()  # durations from a monotonic clock; `started` is a timestamp
         root = Path(path).expanduser()
@@ -162,13 +165,16 @@ class Ingestor:
         report = IngestReport(root=str(root))
         self.generations.remove_dead_temporaries()  # left by ingests that were killed
         stored_sources = self.store.sources_under(str(root))
-        stored_docs = self._stored_documents(root, stored_sources)
-        scan = self._scan(root, stored_sources, stored_docs, report, force=rebuild)
+        scan = self._scan(root, stored_sources, report, force=rebuild)
+        # Only documents of files that changed, vanished or are refused now can change; the rest (all of
+        # them in an unchanged re-run) are counted, not loaded.
+        touched = [source for source in stored_sources if source not in scan.kept]
+        stored_docs = self.store.documents_of_sources(touched)
+        kept_documents = self.store.count_documents_under(str(root)) - len(stored_docs)
 
         incoming = {i: d.content_hash for i, d in scan.documents.items()}
-        incoming.update({i: stored_docs[i].content_hash for i in scan.kept if i not in incoming})
         plan = plan_ingest({i: d.content_hash for i, d in stored_docs.items()}, incoming)
-        report.unchanged = len(plan.unchanged)
+        report.unchanged = len(plan.unchanged) + kept_documents
         label = {
             **{i: _label(d) for i, d in stored_docs.items()},
             **{i: _label(d) for i, d in scan.documents.items()},
@@ -177,15 +183,22 @@ class Ingestor:
         report.changed = [label[i] for i in plan.changed]
         report.deleted = [label[i] for i in plan.deleted]
         vanished = [p for p in stored_sources if p not in scan.present]
+        reread_mtimes = {source: mtime for source, mtime in scan.kept.items() if mtime is not None}
 
         current = self.store.generation()
         base, report.repaired = (None, None) if rebuild else self._check_current(current, plan)
-        if not plan.changes_anything and not rebuild and current > 0 and not report.repaired:
+        policy = MergeEverything() if compact else MergePolicy()
+        unmerged = (
+            compact and isinstance(base, SegmentedGeneration) and bool(policy.plan(*base.segment_sizes()))
+        )
+        if not plan.changes_anything and not rebuild and current > 0 and not report.repaired and not unmerged:
             with self.store.transaction(write=True):
                 self.store.write_sources(scan.sources)
                 self.store.delete_sources(vanished)
                 self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
+                self.store.touch_sources(reread_mtimes)
                 report.generation = current
+                report.segments = len(base.views) if isinstance(base, SegmentedGeneration) else 1
                 report.seconds = time.perf_counter() - clock
                 self.store.record_ingest(str(root), started, current, report.to_dict())
             self.generations.prune(keep={current, self.generations.previous(current) or 0})
@@ -198,7 +211,7 @@ class Ingestor:
         replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
         number = self.generations.next_number(current)
-        next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report)
+        next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report, policy)
         self._tell("saving", 0, 1)
         self.generations.write_segmented(number, next_gen, self.config.index_time())
         changed = set(plan.changed)
@@ -214,8 +227,10 @@ class Ingestor:
             self.store.write_sources(scan.sources)
             self.store.delete_sources(vanished)
             self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
+            self.store.touch_sources(reread_mtimes)
             self.store.set_meta("generation", str(number))
             report.generation = number
+            report.segments = len(next_gen.entries)
             report.seconds = time.perf_counter() - clock
             self.store.record_ingest(str(root), started, number, report.to_dict())
         self._tell("saving", 1, 1)
@@ -225,22 +240,10 @@ class Ingestor:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _stored_documents(self, root: Path, stored_sources: Mapping[str, Any]) -> dict[str, StoredDocument]:
-        found = self.store.documents_under(str(root))  # one range query, not one IN list per 500 sources
-        return {i: doc for i, doc in found.items() if doc.source in stored_sources}
-
     def _scan(
-        self,
-        root: Path,
-        stored_sources: Mapping[str, Any],
-        stored_docs: Mapping[str, StoredDocument],
-        report: IngestReport,
-        force: bool,
+        self, root: Path, stored_sources: Mapping[str, StoredSource], report: IngestReport, force: bool
     ) -> _Scan:
         scan = _Scan()
-        docs_of_source: dict[str, list[str]] = {}
-        for doc in stored_docs.values():
-            docs_of_source.setdefault(doc.source, []).append(doc.id)
         limits = ReadLimits(max_bytes=int(self.config.reader.max_file_mb * 2**20))
 
         def skip(
@@ -254,40 +257,41 @@ class Ingestor:
             # that was not read (or keeps its last good version) is stored with a size no file has, so
             # the next ingest reads it again instead of trusting its unchanged size and time.
             report.skipped.append(FileNote(source, reason))
-            if keep:  # an unreadable file keeps what was indexed from it before
-                scan.kept.update(docs_of_source.get(source, ()))
+            if keep and source in stored_sources:  # an unreadable file keeps what was indexed from it
+                scan.kept[source] = None
             scan.sources.append(SourceWrite(source, *read, reason, problems))
 
         files = list_files(root, exclude=self.generations.root.parent.resolve())
+        statuses = lstat_all(files)
         bar = tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2)
-        for done, entry in enumerate(bar):
-            if self.on_progress is not None:
+        for done, (entry, status) in enumerate(zip(bar, statuses, strict=True)):
+            if self.on_progress is not None and done % 64 == 0:
                 self._tell("reading", done, len(files))
             source = str(entry) if os.sep == "/" else Path(entry).as_posix()
             scan.present.add(source)
-            stat = inspect(entry, root)  # links, FIFOs and devices are never opened
+            stored = stored_sources.get(source)
+            if (  # the common case first: a regular file with the size and time it had last time
+                stored is not None
+                and not force
+                and isinstance(status, os.stat_result)
+                and S_ISREG(status.st_mode)
+                and stored.size == status.st_size
+                and stored.mtime_ns == status.st_mtime_ns
+            ):
+                scan.kept[source] = None
+                if stored.skipped:
+                    report.skipped.append(FileNote(source, stored.skipped))
+                if stored.problems_json != "[]":
+                    report.problems += [FileNote(source, p) for p in stored.problems]
+                continue
+            stat = classify(entry, status, root)  # links, FIFOs and devices are never opened
             if isinstance(stat, Refusal):
                 skip(source, stat.reason, keep=stat.transient)
                 continue
-            extension = os.path.splitext(source)[1]
+            extension = _extension(source)
             suffix = extension.lower()
             if suffix not in SUPPORTED_SUFFIXES:
                 skip(source, f"unsupported file type {extension or '(none)'!r}")
-                continue
-            stored = stored_sources.get(source)
-            if (
-                stored is not None
-                and not force
-                and (stored.size, stored.mtime_ns)
-                == (
-                    stat.st_size,
-                    stat.st_mtime_ns,
-                )
-            ):
-                scan.kept.update(docs_of_source.get(source, ()))
-                if stored.skipped:
-                    report.skipped.append(FileNote(source, stored.skipped))
-                report.problems += [FileNote(source, p) for p in stored.problems]
                 continue
             data, reason = read_file(Path(entry), limits.max_bytes)
             if data is None:
@@ -295,8 +299,7 @@ class Ingestor:
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if stored is not None and stored.sha256 == digest and not force:
-                scan.kept.update(docs_of_source.get(source, ()))
-                scan.mtimes.update({i: stat.st_mtime for i in docs_of_source.get(source, ())})
+                scan.kept[source] = stat.st_mtime
                 scan.sources.append(
                     SourceWrite(
                         source, stat.st_size, stat.st_mtime_ns, digest, stored.skipped, stored.problems
@@ -307,7 +310,7 @@ class Ingestor:
                 continue
             result = parse_bytes(data, suffix, source, limits)
             report.problems += [FileNote(source, p) for p in result.problems]
-            if result.skipped and docs_of_source.get(source):
+            if result.skipped and stored is not None and self.store.has_documents(source):
                 skip(source, result.skipped, result.problems, keep=True)  # keep the last good version
                 continue
             if result.skipped:
@@ -358,6 +361,7 @@ class Ingestor:
         removed: set[str],
         new_chunks: list[Chunk],
         report: IngestReport,
+        policy: MergePolicy,
     ) -> NextGeneration:
         """The next generation: `base` (the current segmented generation) plus the changes, or, without
         one, every chunk in the store, reusing vectors from an older-format or damaged generation."""
@@ -379,7 +383,7 @@ class Ingestor:
             [text for _, text in stored] + [c.text for c in new_chunks],
             self.embedder(),
             Tokenizer(self.config.tokenizer),
-            MergePolicy(),
+            policy,
             known,
             self._tell if self.on_progress else None,
             self.progress,
@@ -388,6 +392,13 @@ class Ingestor:
         report.chunks_added = len(new_chunks)
         report.chunks_removed = len(removed)
         return next_gen
+
+
+def _extension(path: str) -> str:
+    """What `os.path.splitext` gives as the extension (a leading dot does not start one), faster."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot:] if dot > 0 and name[:dot].strip(".") else ""
 
 
 def _label(doc: Document | StoredDocument) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ragtune.core.errors import StoreFormatError
 from ragtune.core.schema import Chunk, Document
@@ -67,19 +67,24 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSource:
+class StoredSource(NamedTuple):
+    """A file as the last ingest saw it. A named tuple, not a dataclass: an ingest loads one per file
+    under the folder, and at 100k files building frozen dataclasses cost a third of an unchanged re-run."""
+
     path: str
     size: int
     mtime_ns: int
     sha256: str
     skipped: str | None
-    problems: list[str]
+    problems_json: str  # decoded only for the few files that have problems
+
+    @property
+    def problems(self) -> list[str]:
+        return _json(self.problems_json)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDocument:
-    """What an ingest needs to know of a stored document (one per document under the folder: kept small)."""
+class StoredDocument(NamedTuple):
+    """What an ingest needs to know of a stored document it may change or delete."""
 
     id: str
     source: str
@@ -121,6 +126,11 @@ class SourceWrite:
 
 def _escape_like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _under(root: str) -> tuple[str, str]:
+    """Parameters of `path = ? OR path LIKE ? ESCAPE '\\'`: `root` itself or anything below it."""
+    return root, _escape_like(root.rstrip("/")) + "/%"
 
 
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -227,18 +237,23 @@ class Store:
         rows = self._connection().execute(
             "SELECT path, size, mtime_ns, sha256, skipped, problems FROM sources "
             "WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-            (root, _escape_like(root.rstrip("/")) + "/%"),
+            _under(root),
         )
-        return {r[0]: StoredSource(r[0], r[1], r[2], r[3], r[4], _json(r[5])) for r in rows}
+        return {r[0]: StoredSource._make(r) for r in rows}
 
-    def documents_under(self, root: str) -> dict[str, StoredDocument]:
-        """Stored documents whose source is `root` itself or anywhere below it, by document id."""
-        rows = self._connection().execute(
-            "SELECT id, source, record, content_hash, version FROM documents "
-            "WHERE source = ? OR source LIKE ? ESCAPE '\\'",
-            (root, _escape_like(root.rstrip("/")) + "/%"),
-        )
-        return {r[0]: StoredDocument(*r) for r in rows}
+    def documents_of_sources(self, sources: Iterable[str]) -> dict[str, StoredDocument]:
+        """Stored documents read from these sources, by document id."""
+        sql = "SELECT id, source, record, content_hash, version FROM documents WHERE source IN ({marks})"
+        return {r[0]: StoredDocument._make(r) for r in self._select_in(sql, sources)}
+
+    def count_documents_under(self, root: str) -> int:
+        """How many stored documents come from `root` itself or from anywhere below it."""
+        sql = "SELECT COUNT(*) FROM documents WHERE source = ? OR source LIKE ? ESCAPE '\\'"
+        return self._connection().execute(sql, _under(root)).fetchone()[0]
+
+    def has_documents(self, source: str) -> bool:
+        sql = "SELECT 1 FROM documents WHERE source = ? LIMIT 1"
+        return self._connection().execute(sql, (source,)).fetchone() is not None
 
     def _select_in(self, sql: str, values: Iterable[str]) -> Iterator[tuple]:
         """Run `sql`, whose `{marks}` stands for the placeholders of an IN list, over `values` in
@@ -347,6 +362,12 @@ class Store:
         """Record a new mtime for documents whose content did not change."""
         self._connection().executemany(
             "UPDATE documents SET mtime = ? WHERE id = ?", [(m, i) for i, m in mtimes.items()]
+        )
+
+    def touch_sources(self, mtimes: dict[str, float]) -> None:
+        """Record a new mtime for every document of these sources (files re-read with the same bytes)."""
+        self._connection().executemany(
+            "UPDATE documents SET mtime = ? WHERE source = ?", [(m, s) for s, m in mtimes.items()]
         )
 
     def delete_documents(self, document_ids: Iterable[str]) -> None:

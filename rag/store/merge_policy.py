@@ -50,3 +50,13 @@ class MergePolicy:
         return sorted(
             positions for _, positions in pending if len(positions) > 1 or positions[0] in too_deleted
         )
+
+
+@dataclass(frozen=True)
+class MergeEverything(MergePolicy):
+    """`ragtune ingest --compact`: every segment, and every deleted row, merged away into one segment."""
+
+    def plan(self, live: Sequence[int], rows: Sequence[int]) -> list[list[int]]:
+        if len(live) > 1 or any(n < total for n, total in zip(live, rows, strict=True)):
+            return [list(range(len(live)))]
+        return []

@@ -95,6 +95,10 @@ class SegmentedGeneration:
         self._vocabulary: Vocabulary | None = None
         self._indexes: dict[str, Any] = {}
 
+    def segment_sizes(self) -> tuple[list[int], list[int]]:
+        """Live and total rows of each segment, in order: what a merge policy plans from."""
+        return [v.live for v in self.views], [len(v.segment) for v in self.views]
+
     def _deleted(self, entry: dict[str, Any], rows: int) -> np.ndarray | None:
         if not entry.get("deleted"):
             return None
