@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ragtune.core.errors import StoreFormatError
-from ragtune.indexes.base import Ranking, top_k
+from ragtune.indexes.base import Ranking, top_k, top_k_of_all
 from ragtune.indexes.bm25 import BM25Config, okapi_idf
 from ragtune.indexes.dense import DenseConfig, one_openmp_thread
 from ragtune.indexes.embedding import Embedder
@@ -270,8 +270,9 @@ class SegmentedDense:
     @staticmethod
     def _exact(view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
         scores = view.segment.vectors @ vector
-        candidates = np.arange(len(scores)) if view.deleted is None else np.flatnonzero(~view.deleted)
-        return top_k(scores, candidates, k)
+        if view.deleted is not None:
+            scores[view.deleted] = -np.inf
+        return top_k_of_all(scores, k)
 
     def _graph_search(self, view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
         params = faiss.SearchParametersHNSW()

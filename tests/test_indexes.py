@@ -12,7 +12,7 @@ from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ragtune.core.errors import InputError, StoreFormatError
-from ragtune.indexes.base import top_k
+from ragtune.indexes.base import top_k, top_k_of_all
 from ragtune.indexes.bm25 import BM25Config, BM25Index
 from ragtune.indexes.dense import DenseConfig, DenseIndex
 from ragtune.indexes.tfidf import TfidfIndex
@@ -81,6 +81,18 @@ def test_top_k_breaks_ties_by_lower_row():
     ranking = top_k(scores, np.arange(7), 3)
     assert ranking.rows.tolist() == [1, 2, 3]
     assert ranking.scores.tolist() == [3.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("n", [5, 640, 1000, 20_011])
+def test_top_k_of_all_rows_equals_top_k_over_every_row_with_ties_and_rows_left_out(n):
+    rng = np.random.default_rng(n)
+    scores = rng.integers(0, 50, n).astype(np.float32)  # many ties
+    scores[rng.random(n) < 0.3] = -np.inf  # rows left out (deleted)
+    live = np.flatnonzero(scores > -np.inf)
+    for k in (1, 10, 50, n):
+        expected, found = top_k(scores, live, k), top_k_of_all(scores, k)
+        assert found.rows.tolist() == expected.rows.tolist()
+        assert found.scores.tolist() == expected.scores.tolist()
 
 
 def test_a_shorter_search_is_a_prefix_of_a_longer_one():
