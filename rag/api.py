@@ -12,7 +12,7 @@ import dataclasses
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,7 @@ class RAG:
         *,
         rebuild: bool = False,
         compact: bool = False,
+        only: Iterable[str | os.PathLike[str]] | None = None,
         progress: bool = True,
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
@@ -163,7 +164,9 @@ class RAG:
 
         `rebuild=True` re-reads every file and rebuilds all indexes from scratch. `compact=True` then
         merges every segment into one and drops deleted rows (nothing is re-read or re-embedded: the
-        merge copies rows; searches go on meanwhile, on the generation before). `progress` draws
+        merge copies rows; searches go on meanwhile, on the generation before). `only` names the files
+        or folders under `path` that changed (a watcher knows them): just those are looked at, so the
+        cost follows the change rather than the folder; one that is gone is deleted. `progress` draws
         progress bars on the terminal; `on_progress(IngestProgress)` is called as files are read, chunks
         embedded and the new generation saved (the UI's progress bar). Searches keep being answered from
         the current generation meanwhile and see the new one once it is committed.
@@ -172,7 +175,7 @@ class RAG:
             ingestor = Ingestor(
                 self.store, self.generations, self.config, self.embedder, progress, on_progress
             )
-            return ingestor.run(path, rebuild=rebuild, compact=compact)
+            return ingestor.run(path, rebuild=rebuild, compact=compact, only=only)
 
     def search(
         self, query: str, k: int = 5, mode: str | None = None, weights: dict[str, float] | None = None

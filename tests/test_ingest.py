@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,30 @@ def test_an_indexed_file_replaced_by_a_link_to_outside_is_removed_from_the_index
     assert skip_reasons(report) == {"lora.md": "symlink to outside the folder"}
     assert rag.search("swordfish password", k=3, mode="bm25") == []
     assert "lora.md" not in sources(rag, "low-rank update", "bm25")
+
+
+def test_only_the_named_paths_are_looked_at_and_gone_ones_are_deleted(rag, corpus, embedder):
+    rag.ingest(corpus, progress=False)
+    (corpus / "lora.md").write_text("# LoRA\n\nLoRA, edited: a low-rank update of frozen weights.")
+    (corpus / "faiss.md").unlink()
+    (corpus / "new").mkdir()
+    (corpus / "new" / "heron.md").write_text("# Heron\n\nHerons nest in reed beds.")
+    (corpus / "bm25.txt").write_text("BM25, edited too, but not named: not looked at.")
+    shutil.rmtree(corpus / "notes")  # a whole folder gone: both its files go
+    named = [
+        corpus / "lora.md",
+        corpus / "faiss.md",
+        corpus / "new",
+        corpus / "notes",
+        corpus.parent / "elsewhere.md",
+    ]
+    embedder.calls.clear()
+    report = rag.ingest(corpus, only=named, progress=False)
+    assert [Path(p).name for p in report.changed] == ["lora.md"]
+    assert [Path(p).name for p in report.added] == ["heron.md"]
+    assert sorted(Path(p).name for p in report.deleted) == ["faiss.md", "merge.md", "rrf.txt"]
+    assert report.unchanged == 2  # qlora.md and bm25.txt, counted, not read
+    assert sorted(t.split()[1] for t in embedder.embedded) == ["Heron", "LoRA"]  # one chunk each
+    assert "not named" not in " ".join(h.text for h in rag.search("BM25 edited", k=6, mode="bm25"))
+    again = rag.ingest(corpus, progress=False)  # a full scan then finds the one edit left
+    assert [Path(p).name for p in again.changed] == ["bm25.txt"] and not again.added and not again.deleted

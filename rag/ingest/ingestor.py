@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -155,7 +155,13 @@ class Ingestor:
         if self.on_progress is not None:
             self.on_progress(IngestProgress(stage, done, total))
 
-    def run(self, path: str | os.PathLike[str], rebuild: bool = False, compact: bool = False) -> IngestReport:
+    def run(
+        self,
+        path: str | os.PathLike[str],
+        rebuild: bool = False,
+        compact: bool = False,
+        only: Iterable[str | os.PathLike[str]] | None = None,
+    ) -> IngestReport:
         started = time.time()
         clock = time.perf_counter()  # durations from a monotonic clock; `started` is a timestamp
         root = Path(path).expanduser()
@@ -164,8 +170,8 @@ class Ingestor:
         root = root.resolve()
         report = IngestReport(root=str(root))
         self.generations.remove_dead_temporaries()  # left by ingests that were killed
-        stored_sources = self.store.sources_under(str(root))
-        scan = self._scan(root, stored_sources, report, force=rebuild)
+        files, stored_sources = self._targets(root, only)
+        scan = self._scan(root, files, stored_sources, report, force=rebuild)
         # Only documents of files that changed, vanished or are refused now can change; the rest (all of
         # them in an unchanged re-run) are counted, not loaded.
         touched = [source for source in stored_sources if source not in scan.kept]
@@ -240,8 +246,35 @@ class Ingestor:
 
     # -- steps ------------------------------------------------------------------------------------
 
+    def _targets(
+        self, root: Path, only: Iterable[str | os.PathLike[str]] | None
+    ) -> tuple[list[str], dict[str, StoredSource]]:
+        """The paths to look at and what the store holds of them: everything under `root`, or only the
+        `only` paths (files or folders; gone ones included, so that what they held is deleted)."""
+        index_folder = self.generations.root.parent.resolve()
+        if only is None:
+            return list_files(root, exclude=index_folder), self.store.sources_under(str(root))
+        files: list[str] = []
+        stored: dict[str, StoredSource] = {}
+        for given in sorted({os.path.abspath(p) for p in only}):
+            target = Path(given)
+            inside = target.relative_to(root).parts if target.is_relative_to(root) else None
+            if inside is None or any(part.startswith(".") for part in inside):
+                continue  # outside the folder, or hidden: a full ingest would not look at it either
+            if target == index_folder or index_folder in target.parents:
+                continue
+            stored.update(self.store.sources_under(given))
+            if os.path.lexists(given):
+                files += list_files(target, exclude=index_folder) if target.is_dir() else [given]
+        return list(dict.fromkeys(files)), stored
+
     def _scan(
-        self, root: Path, stored_sources: Mapping[str, StoredSource], report: IngestReport, force: bool
+        self,
+        root: Path,
+        files: list[str],
+        stored_sources: Mapping[str, StoredSource],
+        report: IngestReport,
+        force: bool,
     ) -> _Scan:
         scan = _Scan()
         limits = ReadLimits(max_bytes=int(self.config.reader.max_file_mb * 2**20))
@@ -261,7 +294,6 @@ class Ingestor:
                 scan.kept[source] = None
             scan.sources.append(SourceWrite(source, *read, reason, problems))
 
-        files = list_files(root, exclude=self.generations.root.parent.resolve())
         statuses = lstat_all(files)
         bar = tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2)
         for done, (entry, status) in enumerate(zip(bar, statuses, strict=True)):

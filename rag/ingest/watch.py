@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -15,7 +15,9 @@ class IngestsFolders(Protocol):
 
     folder: Path
 
-    def ingest(self, path: str | Path, *, rebuild: bool = False, progress: bool = True) -> IngestReport: ...
+    def ingest(
+        self, path: str | Path, *, only: Iterable[str] | None = None, progress: bool = True
+    ) -> IngestReport: ...
 
 
 def watch(
@@ -30,7 +32,9 @@ def watch(
     """Ingest `path`, then re-ingest after every burst of file changes, until `stop` is set.
 
     A burst ends when no file event has arrived for `settle_seconds`, so an editor's save-rename-delete
-    dance or a copy of many files causes one ingest, not dozens.
+    dance or a copy of many files causes one ingest, not dozens. That ingest looks only at the paths the
+    events named (a folder's whole content when a folder was created, moved or removed), so its cost
+    follows the burst, not the size of the folder.
     """
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
@@ -39,6 +43,8 @@ def watch(
     index_folder = rag.folder.resolve()
     stop = stop or threading.Event()
     changed = threading.Event()
+    paths: set[str] = set()  # named by the events of the current burst
+    paths_lock = threading.Lock()
 
     def relevant(event_path: str) -> bool:
         p = Path(event_path)
@@ -54,8 +60,13 @@ def watch(
         def on_any_event(self, event: FileSystemEvent) -> None:
             if event.event_type in ("opened", "closed_no_write"):
                 return
-            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-            if any(p and relevant(str(p)) for p in paths):
+            if event.is_directory and event.event_type == "modified":
+                return  # a folder's own time changed: the events of its files name what changed
+            named = [str(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+            named = [p for p in named if relevant(p)]
+            if named:
+                with paths_lock:
+                    paths.update(named)
                 changed.set()
 
     # Watch before the first ingest, so that nothing changed while it runs goes unnoticed.
@@ -74,8 +85,11 @@ def watch(
                     break
             if stop.is_set():
                 break
+            with paths_lock:
+                burst = sorted(paths)
+                paths.clear()
             if root.exists():
-                on_report(rag.ingest(root, progress=progress))
+                on_report(rag.ingest(root, only=None if root.is_file() else burst, progress=progress))
     finally:
         observer.stop()
         observer.join()

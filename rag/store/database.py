@@ -233,11 +233,13 @@ class Store:
     # -- reads ------------------------------------------------------------------------------------
 
     def sources_under(self, root: str) -> dict[str, StoredSource]:
-        """Stored sources at `root` itself or anywhere below it."""
+        """Stored sources at `root` itself or anywhere below it (a range of the primary key: paths
+        starting with "root/" sort between "root/" and "root0", as "0" follows "/")."""
+        base = root.rstrip("/") or "/"
         rows = self._connection().execute(
             "SELECT path, size, mtime_ns, sha256, skipped, problems FROM sources "
-            "WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-            _under(root),
+            "WHERE path = ? OR (path > ? AND path < ?)",
+            (root, base.rstrip("/") + "/", base.rstrip("/") + "0"),
         )
         return {r[0]: StoredSource._make(r) for r in rows}
 
