@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ragtune.core.errors import StoreFormatError
-from ragtune.indexes.base import Ranking, top_k, top_k_of_all
+from ragtune.indexes.base import Ranking, top_k_of_all
 from ragtune.indexes.bm25 import BM25Config, okapi_idf
 from ragtune.indexes.dense import DenseConfig, one_openmp_thread
 from ragtune.indexes.embedding import Embedder
@@ -97,7 +97,7 @@ class _Lexical:
         if cols.size == 0 or k <= 0:
             return Ranking.empty()
         terms = list(zip(cols.tolist(), query_weights.tolist(), strict=True))
-        found_rows, found_scores = [], []
+        found: list[tuple[SegmentView, np.ndarray, np.ndarray]] = []
         for view in self.views:
             rows_parts, score_parts = [], []
             for col, weight in terms:
@@ -113,16 +113,32 @@ class _Lexical:
             if view.deleted is not None:
                 live = ~view.deleted[rows]
                 rows, scores = rows[live], scores[live]
-            if rows.size > k:  # only rows reaching this segment's k-th score can be in the top k
-                reach = scores >= np.partition(scores, rows.size - k)[rows.size - k]
-                rows, scores = rows[reach], scores[reach]
-            found_rows.append(rows.astype(np.int64) + view.offset)
-            found_scores.append(scores)
-        if not found_rows:
-            return Ranking.empty()
-        rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
-        best = top_k(scores, np.arange(rows.size), k)
-        return Ranking(rows[best.rows], best.scores)
+            rows, scores = _reaching(rows, scores, k)
+            found.append((view, rows, scores))
+        return _best(found, k)
+
+
+def _reaching(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose score reaches the k-th best: only they can be in the top k, ties at the k-th
+    score included (they are ordered by chunk id later)."""
+    if rows.size <= k:
+        return rows, scores
+    reach = scores >= np.partition(scores, rows.size - k)[rows.size - k]
+    return rows[reach], scores[reach]
+
+
+def _best(found: list[tuple[SegmentView, np.ndarray, np.ndarray]], k: int) -> Ranking:
+    """The k best of each segment's candidates (rows of that segment, their scores), best first, equal
+    scores in chunk id order. Not in row order: rows are numbered by ingest history, so a segmented
+    index and one rebuilt from scratch would order ties differently, and so would their fused results."""
+    found = [(view, rows, scores) for view, rows, scores in found if rows.size]
+    if not found:
+        return Ranking.empty()
+    rows = np.concatenate([rows.astype(np.int64) + view.offset for view, rows, _ in found])
+    scores = np.concatenate([scores for _, _, scores in found])
+    ids = np.concatenate([view.segment.chunk_ids[rows] for view, rows, _ in found])
+    order = np.lexsort((ids, -scores))[:k]
+    return Ranking(rows[order], scores[order])
 
 
 def _sum_by_row(rows: np.ndarray, values: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +260,7 @@ class SegmentedDense:
         if not self.live_rows or k <= 0:
             return Ranking.empty()
         vector = self.embedder.encode([query], query=True)[0]
-        found_rows, found_scores = [], []
+        found: list[tuple[SegmentView, np.ndarray, np.ndarray]] = []
         for view in self.views:
             vectors = view.segment.vectors
             if not len(vectors):
@@ -259,20 +275,21 @@ class SegmentedDense:
                 if view.segment.has_graph
                 else self._exact(view, vector, k)
             )
-            found_rows.append(best.rows + view.offset)
-            found_scores.append(best.scores)
-        if not found_rows:
-            return Ranking.empty()
-        rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
-        best = top_k(scores, np.arange(rows.size), k)
-        return Ranking(rows[best.rows], best.scores)
+            found.append((view, best.rows, best.scores))
+        return _best(found, k)
 
     @staticmethod
     def _exact(view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
         scores = view.segment.vectors @ vector
         if view.deleted is not None:
             scores[view.deleted] = -np.inf
-        return top_k_of_all(scores, k)
+        best = top_k_of_all(scores, k)
+        if best.rows.size < k:
+            return best
+        # Every row tied with the k-th best too: which of them make the top k is decided by chunk id.
+        tied = np.flatnonzero(scores == best.scores[-1])
+        rows = np.union1d(best.rows, tied)
+        return Ranking(rows, scores[rows])
 
     def _graph_search(self, view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
         params = faiss.SearchParametersHNSW()

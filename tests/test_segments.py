@@ -157,6 +157,23 @@ def test_the_top_k_over_several_segments_is_the_head_of_the_full_ranking(tmp_pat
                 assert [(h.chunk_id, h.score) for h in rag.search(query, k=k, mode=kind)] == everything[:k]
 
 
+def test_equal_scores_come_in_the_same_order_as_from_an_index_rebuilt_from_scratch(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = "Herons nest in reed beds near the tide."
+    incremental = RAG.open(tmp_path / "incremental", embedder=FakeEmbedder())
+    for name in ("z.md", "m.md", "a.md"):  # one ingest each: rows numbered z, m, a; ids sort a, m, z
+        (docs / name).write_text(text)
+        incremental.ingest(docs, progress=False)
+    rebuilt = RAG.open(tmp_path / "rebuilt", embedder=FakeEmbedder())
+    rebuilt.ingest(docs, progress=False)
+    for mode in ("bm25", "tfidf", "dense", "hybrid"):
+        for k in (1, 2, 3):
+            found = [(h.chunk_id, h.score) for h in incremental.search("heron reed", k=k, mode=mode)]
+            assert found == [(h.chunk_id, h.score) for h in rebuilt.search("heron reed", k=k, mode=mode)]
+            assert mode == "hybrid" or len({score for _, score in found}) == 1  # all tied
+
+
 def test_compacting_merges_every_segment_into_one_and_every_result_stays_the_same(tmp_path):
     rng = random.Random(5)
     rag, docs = index_in_three_rounds(tmp_path, rng)
