@@ -91,7 +91,7 @@ def _open(index: str):
     return RAG.open(index, config, embedder=HashedEmbedder())
 
 
-def child_ingest(index: str, docs: str, rebuild: bool) -> dict[str, Any]:
+def child_ingest(index: str, docs: str, rebuild: bool, compact: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     import langchain_text_splitters  # noqa: F401  (the chunker's import: once per process, timed apart)
 
@@ -99,7 +99,7 @@ def child_ingest(index: str, docs: str, rebuild: bool) -> dict[str, Any]:
     with _open(index) as rag:
         written = _bytes_written()
         started = time.perf_counter()
-        report = rag.ingest(docs, progress=False, rebuild=rebuild)
+        report = rag.ingest(docs, progress=False, rebuild=rebuild, compact=compact)
         seconds = time.perf_counter() - started
         written = _bytes_written() - written
     return {
@@ -178,6 +178,11 @@ def index_mb(index: Path) -> float:
     return sum(p.stat().st_size for n in names for p in (index / n).rglob("*") if p.is_file()) / 2**20
 
 
+def current_manifest(index: Path) -> dict[str, Any]:
+    generation = max(int(p.name) for p in (index / "generations").iterdir() if p.name.isdigit())
+    return json.loads((index / "generations" / f"{generation:06d}" / "manifest.json").read_text())
+
+
 def agreement(a: list[list[tuple[str, float]]], b: list[list[tuple[str, float]]]) -> tuple[float, float]:
     """Share of queries whose top-k ids are identical, and the largest score difference between them."""
     same, worst = 0, 0.0
@@ -220,9 +225,13 @@ def measure(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     row["edits_by_file"] = edits_by_file
     row["edits"] = edits
     row["index_mb"] = index_mb(index)
-    generation = max(int(p.name) for p in (index / "generations").iterdir() if p.name.isdigit())
-    manifest = json.loads((index / "generations" / f"{generation:06d}" / "manifest.json").read_text())
-    row["segments"] = len(manifest["segments"])
+    row["segments"] = len(current_manifest(index)["segments"])
+    if args.compact:
+        row["compact"] = run_child("compact", str(index), str(docs_folder))
+        log(
+            f"  compacted into one segment: {row['compact']['seconds']:.1f} s, {row['compact']['written_mb']:.0f} MB"
+        )
+        row["compacted_index_mb"] = index_mb(index)
     log(f"{size:,} chunks: searching in a fresh process")
     queries_file = work / "queries.json"
     queries_file.write_text(json.dumps(queries))
@@ -283,6 +292,17 @@ def report(rows: list[dict[str, Any]], dense: dict[str, Any]) -> None:
         for r in rows
     ]
     markdown_table(["chunks", *MODES, "open + first query"], table)
+    compacted = [r for r in rows if "compact" in r]
+    if compacted:
+        out(
+            "\n`ragtune ingest --compact` afterwards (every segment merged into one, deleted rows dropped):\n"
+        )
+        table = [
+            [f"{r['chunks']:,}", str(r["segments"]), f"{r['compact']['seconds']:.1f} s"]
+            + [f"{r['compact']['written_mb']:.0f} MB", f"{r['compact']['peak_mb']:.0f} MB"]
+            for r in compacted
+        ]
+        markdown_table(["chunks", "segments before", "time", "written", "peak RSS"], table)
     if dense["index"] == "hnsw":
         out("\nDense recall@10 against exact search over every live row: ")
         out(", ".join(f"{r['chunks']:,}: {r['search']['dense_recall']:.3f}" for r in rows))
@@ -319,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         step = argv[1]
-        if step == "ingest":
-            result = child_ingest(argv[2], argv[3], rebuild=False)
+        if step in ("ingest", "compact"):
+            result = child_ingest(argv[2], argv[3], rebuild=False, compact=step == "compact")
         else:
             result = child_search(argv[2], json.loads(Path(argv[3]).read_text()), int(argv[4]))
         print(json.dumps(result))
@@ -336,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rebuild-max", type=int, default=50_000, help="compare with a rebuild up to this size"
     )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--compact", action="store_true", help="also time `ingest --compact` per size")
     parser.add_argument("--dense", choices=("flat", "hnsw"), default="flat", help="the dense index")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--hnsw-ef-construction", type=int, default=64)
