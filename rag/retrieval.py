@@ -42,6 +42,12 @@ def validate_query(query: str, k: int) -> None:
     validate_k(k)
 
 
+def _ids_of(chunk_ids, rows) -> list[str]:
+    """Chunk ids of rows: all at once where the generation can (segments), else one by one (a list)."""
+    take = getattr(chunk_ids, "take", None)
+    return take(rows) if take is not None else [chunk_ids[row] for row in rows]
+
+
 def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
     validate_query(query, k)
     if not generation.chunk_ids:
@@ -50,11 +56,10 @@ def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig
     depth = k if config.mode != "hybrid" else max(config.depth, k)
     ranked: dict[str, list[str]] = {}
     scores: dict[str, dict[str, float]] = {}
-    ids = generation.chunk_ids
     for kind in kinds:
         ranking = generation.index(kind).search(query, depth)
-        ranked[kind] = [ids[row] for row in ranking.rows]
-        scores[kind] = {ids[row]: float(s) for row, s in zip(ranking.rows, ranking.scores, strict=True)}
+        ranked[kind] = _ids_of(generation.chunk_ids, ranking.rows)
+        scores[kind] = dict(zip(ranked[kind], ranking.scores.tolist(), strict=True))
     if config.mode == "hybrid":
         chosen = reciprocal_rank_fusion(ranked, config.weights, config.rrf_k)[:k]
     else:

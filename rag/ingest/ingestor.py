@@ -174,7 +174,7 @@ class Ingestor:
         scan = self._scan(root, files, stored_sources, report, force=rebuild)
         # Only documents of files that changed, vanished or are refused now can change; the rest (all of
         # them in an unchanged re-run) are counted, not loaded.
-        touched = [source for source in stored_sources if source not in scan.kept]
+        touched = sorted(stored_sources.keys() - scan.kept.keys())
         stored_docs = self.store.documents_of_sources(touched)
         kept_documents = self.store.count_documents_under(str(root)) - len(stored_docs)
 
@@ -188,7 +188,7 @@ class Ingestor:
         report.added = [label[i] for i in plan.added]
         report.changed = [label[i] for i in plan.changed]
         report.deleted = [label[i] for i in plan.deleted]
-        vanished = [p for p in stored_sources if p not in scan.present]
+        vanished = sorted(stored_sources.keys() - scan.present)
         reread_mtimes = {source: mtime for source, mtime in scan.kept.items() if mtime is not None}
 
         current = self.store.generation()

@@ -62,6 +62,19 @@ class RowIds:
         view = self.views[int(np.searchsorted(self.starts, row, side="right")) - 1]
         return view.segment.chunk_ids[row - view.offset].decode()
 
+    def take(self, rows: np.ndarray) -> list[str]:
+        """The ids of many rows at once: one binary search for all (per row, it cost a search as much
+        as the search itself at 5k chunks)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        at = np.searchsorted(self.starts, rows, side="right") - 1
+        found = [b""] * len(rows)
+        for number in np.unique(at).tolist():
+            view, mine = self.views[number], np.flatnonzero(at == number)
+            ids = view.segment.chunk_ids[rows[mine] - view.offset].tolist()
+            for i, chunk_id in zip(mine.tolist(), ids, strict=True):
+                found[i] = chunk_id
+        return [chunk_id.decode() for chunk_id in found]
+
 
 class SegmentedGeneration:
     """One format-2 generation: its segments as views, its statistics and vocabulary, its searchers."""
