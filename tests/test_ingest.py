@@ -207,11 +207,11 @@ def test_an_unreadable_file_is_skipped_and_keeps_its_last_good_version(rag, corp
 
 
 def test_a_file_that_vanishes_during_the_scan_is_skipped(rag, corpus, monkeypatch):
-    import ragtune.rag.ingest.ingestor as ingest_module
+    import ragtune.rag.ingest.scan as scan_module
 
-    real_list = ingest_module.list_files
+    real_list = scan_module.list_files
     monkeypatch.setattr(
-        ingest_module, "list_files", lambda root, exclude: [*real_list(root), root / "ghost.md"]
+        scan_module, "list_files", lambda root, exclude: [*real_list(root), root / "ghost.md"]
     )
     report = rag.ingest(corpus, progress=False)
     assert [Path(n.path).name for n in report.skipped] == ["ghost.md"]
@@ -342,16 +342,16 @@ def test_a_fifo_never_blocks_the_ingest(rag, corpus):
 
 
 def test_status_counts_every_skip_the_report_counts(rag, corpus, monkeypatch):
-    import ragtune.rag.ingest.ingestor as ingest_module
+    import ragtune.rag.ingest.scan as scan_module
 
     (corpus / "empty.txt").write_bytes(b"")
     (corpus / "binary.txt").write_bytes(b"\x00\x01binary")
     (corpus / "image.png").write_bytes(b"\x89PNG")
     os.mkfifo(corpus / "pipe.md")
     (corpus / "gone.md").symlink_to(corpus / "deleted.md")
-    real_list = ingest_module.list_files
+    real_list = scan_module.list_files
     monkeypatch.setattr(
-        ingest_module, "list_files", lambda root, exclude: [*real_list(root, exclude), root / "ghost.md"]
+        scan_module, "list_files", lambda root, exclude: [*real_list(root, exclude), root / "ghost.md"]
     )
     report = rag.ingest(corpus, progress=False)
     assert sorted(skip_reasons(report)) == [

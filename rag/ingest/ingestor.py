@@ -7,17 +7,14 @@ in the same store transaction that records the documents, so readers never see o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ragtune.core.errors import InputError, StoreFormatError
 from ragtune.core.schema import Chunk, Document
@@ -25,10 +22,9 @@ from ragtune.indexes.embedding import Embedder
 from ragtune.indexes.tokenize import Tokenizer
 from ragtune.rag.config import RAGConfig
 from ragtune.rag.ingest.chunking import Chunker
-from ragtune.rag.ingest.files import Refusal, classify, lstat_all, read_file
-from ragtune.rag.ingest.files import list_entries as list_files
-from ragtune.rag.ingest.readers import SUPPORTED_SUFFIXES, ReadLimits, parse_bytes
-from ragtune.rag.store.database import DocumentWrite, SourceWrite, Store, StoredDocument, StoredSource
+from ragtune.rag.ingest.readers import ReadLimits
+from ragtune.rag.ingest.scan import FileNote, scan_folder, targets
+from ragtune.rag.store.database import DocumentWrite, Store, StoredDocument
 from ragtune.rag.store.generations import INDEX_KINDS, Generation, Generations
 from ragtune.rag.store.merge_policy import MergeEverything, MergePolicy
 from ragtune.rag.store.segment_writer import NextGeneration, next_generation
@@ -79,12 +75,6 @@ class IngestProgress:
 ProgressCallback = Callable[[IngestProgress], None]
 
 
-@dataclass(frozen=True)
-class FileNote:
-    path: str
-    reason: str
-
-
 @dataclass
 class IngestReport:
     root: str
@@ -116,19 +106,6 @@ class IngestReport:
             f"{self.chunks_removed} removed; generation {self.generation} ({self.segments} segment"
             f"{'s' if self.segments != 1 else ''}); {self.seconds:.2f} s{repaired}"
         )
-
-
-@dataclass
-class _Scan:
-    """What reading the folder found, before comparing with the store."""
-
-    documents: dict[str, Document] = field(default_factory=dict)  # from files that were (re)read
-    mtimes: dict[str, float] = field(default_factory=dict)  # document id -> file mtime
-    # Stored sources whose documents stay as they are: the file is unchanged (same size and time, or
-    # same bytes; value: its new mtime when it was re-read, else None), or cannot be read just now.
-    kept: dict[str, float | None] = field(default_factory=dict)
-    sources: list[SourceWrite] = field(default_factory=list)
-    present: set[str] = field(default_factory=set)  # every path found under the root
 
 
 class Ingestor:
@@ -170,8 +147,11 @@ class Ingestor:
         root = root.resolve()
         report = IngestReport(root=str(root))
         self.generations.remove_dead_temporaries()  # left by ingests that were killed
-        files, stored_sources = self._targets(root, only)
-        scan = self._scan(root, files, stored_sources, report, force=rebuild)
+        files, stored_sources = targets(self.store, root, self.generations.root.parent.resolve(), only)
+        limits = ReadLimits(max_bytes=int(self.config.reader.max_file_mb * 2**20))
+        tell = self._tell if self.on_progress is not None else None
+        scan = scan_folder(self.store, root, files, stored_sources, limits, rebuild, self.progress, tell)
+        report.skipped, report.problems = scan.skipped, scan.problems
         # Only documents of files that changed, vanished or are refused now can change; the rest (all of
         # them in an unchanged re-run) are counted, not loaded.
         touched = sorted(stored_sources.keys() - scan.kept.keys())
@@ -246,117 +226,6 @@ class Ingestor:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _targets(
-        self, root: Path, only: Iterable[str | os.PathLike[str]] | None
-    ) -> tuple[list[str], dict[str, StoredSource]]:
-        """The paths to look at and what the store holds of them: everything under `root`, or only the
-        `only` paths (files or folders; gone ones included, so that what they held is deleted)."""
-        index_folder = self.generations.root.parent.resolve()
-        if only is None:
-            return list_files(root, exclude=index_folder), self.store.sources_under(str(root))
-        files: list[str] = []
-        stored: dict[str, StoredSource] = {}
-        for given in sorted({os.path.abspath(p) for p in only}):
-            target = Path(given)
-            inside = target.relative_to(root).parts if target.is_relative_to(root) else None
-            if inside is None or any(part.startswith(".") for part in inside):
-                continue  # outside the folder, or hidden: a full ingest would not look at it either
-            if target == index_folder or index_folder in target.parents:
-                continue
-            stored.update(self.store.sources_under(given))
-            if os.path.lexists(given):
-                files += list_files(target, exclude=index_folder) if target.is_dir() else [given]
-        return list(dict.fromkeys(files)), stored
-
-    def _scan(
-        self,
-        root: Path,
-        files: list[str],
-        stored_sources: Mapping[str, StoredSource],
-        report: IngestReport,
-        force: bool,
-    ) -> _Scan:
-        scan = _Scan()
-        limits = ReadLimits(max_bytes=int(self.config.reader.max_file_mb * 2**20))
-
-        def skip(
-            source: str,
-            reason: str,
-            problems: Sequence[str] = (),
-            keep: bool = False,
-            read: tuple[int, int, str] = (-1, -1, ""),
-        ) -> None:
-            # Every skip is a row in the sources table, so `status` counts what the report counts. A file
-            # that was not read (or keeps its last good version) is stored with a size no file has, so
-            # the next ingest reads it again instead of trusting its unchanged size and time.
-            report.skipped.append(FileNote(source, reason))
-            if keep and source in stored_sources:  # an unreadable file keeps what was indexed from it
-                scan.kept[source] = None
-            scan.sources.append(SourceWrite(source, *read, reason, problems))
-
-        statuses = lstat_all(files)
-        bar = tqdm(files, desc="reading", unit="file", disable=not self.progress or len(files) < 2)
-        for done, (entry, status) in enumerate(zip(bar, statuses, strict=True)):
-            if self.on_progress is not None and done % 64 == 0:
-                self._tell("reading", done, len(files))
-            source = str(entry) if os.sep == "/" else Path(entry).as_posix()
-            scan.present.add(source)
-            stored = stored_sources.get(source)
-            if (  # the common case first: a regular file with the size and time it had last time
-                stored is not None
-                and not force
-                and isinstance(status, os.stat_result)
-                and S_ISREG(status.st_mode)
-                and stored.size == status.st_size
-                and stored.mtime_ns == status.st_mtime_ns
-            ):
-                scan.kept[source] = None
-                if stored.skipped:
-                    report.skipped.append(FileNote(source, stored.skipped))
-                if stored.problems_json != "[]":
-                    report.problems += [FileNote(source, p) for p in stored.problems]
-                continue
-            stat = classify(entry, status, root)  # links, FIFOs and devices are never opened
-            if isinstance(stat, Refusal):
-                skip(source, stat.reason, keep=stat.transient)
-                continue
-            extension = _extension(source)
-            suffix = extension.lower()
-            if suffix not in SUPPORTED_SUFFIXES:
-                skip(source, f"unsupported file type {extension or '(none)'!r}")
-                continue
-            data, reason = read_file(Path(entry), limits.max_bytes)
-            if data is None:
-                skip(source, reason or "unreadable", keep=True)
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if stored is not None and stored.sha256 == digest and not force:
-                scan.kept[source] = stat.st_mtime
-                scan.sources.append(
-                    SourceWrite(
-                        source, stat.st_size, stat.st_mtime_ns, digest, stored.skipped, stored.problems
-                    )
-                )
-                if stored.skipped:
-                    report.skipped.append(FileNote(source, stored.skipped))
-                continue
-            result = parse_bytes(data, suffix, source, limits)
-            report.problems += [FileNote(source, p) for p in result.problems]
-            if result.skipped and stored is not None and self.store.has_documents(source):
-                skip(source, result.skipped, result.problems, keep=True)  # keep the last good version
-                continue
-            if result.skipped:
-                skip(source, result.skipped, result.problems, read=(stat.st_size, stat.st_mtime_ns, digest))
-                continue
-            scan.sources.append(
-                SourceWrite(source, stat.st_size, stat.st_mtime_ns, digest, None, result.problems)
-            )
-            for doc in result.documents:
-                scan.documents[doc.id] = doc
-                scan.mtimes[doc.id] = stat.st_mtime
-        self._tell("reading", len(files), len(files))
-        return scan
-
     def _chunk(self, documents: list[Document]) -> list[Chunk]:
         chunks: list[Chunk] = []
         for doc in documents:
@@ -424,13 +293,6 @@ class Ingestor:
         report.chunks_added = len(new_chunks)
         report.chunks_removed = len(removed)
         return next_gen
-
-
-def _extension(path: str) -> str:
-    """What `os.path.splitext` gives as the extension (a leading dot does not start one), faster."""
-    name = path[path.rfind("/") + 1 :]
-    dot = name.rfind(".")
-    return name[dot:] if dot > 0 and name[:dot].strip(".") else ""
 
 
 def _label(doc: Document | StoredDocument) -> str:
