@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ragtune.core.errors import StoreFormatError
-from ragtune.indexes.base import Ranking, top_k_of_all
+from ragtune.indexes.base import Ranking, candidates_of_all
 from ragtune.indexes.bm25 import BM25Config, okapi_idf
 from ragtune.indexes.dense import DenseConfig, one_openmp_thread
 from ragtune.indexes.embedding import Embedder
@@ -283,16 +283,13 @@ class SegmentedDense:
         # einsum, not `vectors @ vector`: BLAS's two threads fight ONNX Runtime's, still spinning after
         # the query was embedded (2k rows: 3.2 ms vs 0.16 ms, and the next embedding slows too), and at
         # 1M rows one thread already saturates the memory bandwidth (70 ms either way).
-        scores = np.einsum("ij,j->i", view.segment.vectors, vector)
+        everything = np.einsum("ij,j->i", view.segment.vectors, vector)
         if view.deleted is not None:
-            scores[view.deleted] = -np.inf
-        best = top_k_of_all(scores, k)
-        if best.rows.size < k:
-            return best
-        # Every row tied with the k-th best too: which of them make the top k is decided by chunk id.
-        tied = np.flatnonzero(scores == best.scores[-1])
-        rows = np.union1d(best.rows, tied)
-        return Ranking(rows, scores[rows])
+            everything[view.deleted] = -np.inf
+        candidates = candidates_of_all(everything, k)
+        # Every row tied with the k-th best stays: which of them make the top k is decided by chunk id.
+        rows, best = _reaching(candidates, everything[candidates], k)
+        return Ranking(rows, best)
 
     def _graph_search(self, view: SegmentView, vector: np.ndarray, k: int) -> Ranking:
         params = faiss.SearchParametersHNSW()

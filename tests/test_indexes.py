@@ -12,7 +12,7 @@ from rank_bm25 import BM25Okapi
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ragtune.core.errors import InputError, StoreFormatError
-from ragtune.indexes.base import top_k, top_k_of_all
+from ragtune.indexes.base import candidates_of_all, top_k
 from ragtune.indexes.bm25 import BM25Config, BM25Index
 from ragtune.indexes.dense import DenseConfig, DenseIndex
 from ragtune.indexes.tfidf import TfidfIndex
@@ -84,13 +84,13 @@ def test_top_k_breaks_ties_by_lower_row():
 
 
 @pytest.mark.parametrize("n", [5, 640, 1000, 20_011])
-def test_top_k_of_all_rows_equals_top_k_over_every_row_with_ties_and_rows_left_out(n):
+def test_the_top_k_of_the_candidates_of_all_rows_equals_top_k_over_every_row_with_ties_and_rows_left_out(n):
     rng = np.random.default_rng(n)
     scores = rng.integers(0, 50, n).astype(np.float32)  # many ties
     scores[rng.random(n) < 0.3] = -np.inf  # rows left out (deleted)
     live = np.flatnonzero(scores > -np.inf)
     for k in (1, 10, 50, n):
-        expected, found = top_k(scores, live, k), top_k_of_all(scores, k)
+        expected, found = top_k(scores, live, k), top_k(scores, candidates_of_all(scores, k), k)
         assert found.rows.tolist() == expected.rows.tolist()
         assert found.scores.tolist() == expected.scores.tolist()
 

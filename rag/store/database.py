@@ -124,13 +124,12 @@ class SourceWrite:
     problems: Sequence[str] = ()
 
 
-def _escape_like(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _under(root: str) -> tuple[str, str]:
-    """Parameters of `path = ? OR path LIKE ? ESCAPE '\\'`: `root` itself or anything below it."""
-    return root, _escape_like(root.rstrip("/")) + "/%"
+def _under(root: str) -> tuple[str, str, str]:
+    """Parameters of `col = ? OR (col > ? AND col < ?)`: `root` itself or a path below it. A key range
+    (the column's index serves it): paths starting with "root/" sort between "root/" and "root0", as "0"
+    follows "/"."""
+    prefix = root.rstrip("/")
+    return root, prefix + "/", prefix + "0"
 
 
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -233,13 +232,11 @@ class Store:
     # -- reads ------------------------------------------------------------------------------------
 
     def sources_under(self, root: str) -> dict[str, StoredSource]:
-        """Stored sources at `root` itself or anywhere below it (a range of the primary key: paths
-        starting with "root/" sort between "root/" and "root0", as "0" follows "/")."""
-        base = root.rstrip("/") or "/"
+        """Stored sources at `root` itself or anywhere below it."""
         rows = self._connection().execute(
             "SELECT path, size, mtime_ns, sha256, skipped, problems FROM sources "
             "WHERE path = ? OR (path > ? AND path < ?)",
-            (root, base.rstrip("/") + "/", base.rstrip("/") + "0"),
+            _under(root),
         )
         return {r[0]: StoredSource._make(r) for r in rows}
 
@@ -250,7 +247,7 @@ class Store:
 
     def count_documents_under(self, root: str) -> int:
         """How many stored documents come from `root` itself or from anywhere below it."""
-        sql = "SELECT COUNT(*) FROM documents WHERE source = ? OR source LIKE ? ESCAPE '\\'"
+        sql = "SELECT COUNT(*) FROM documents WHERE source = ? OR (source > ? AND source < ?)"
         return self._connection().execute(sql, _under(root)).fetchone()[0]
 
     def has_documents(self, source: str) -> bool:

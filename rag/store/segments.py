@@ -59,8 +59,7 @@ class RowIds:
         return self.live_rows
 
     def __getitem__(self, row: int) -> str:
-        view = self.views[int(np.searchsorted(self.starts, row, side="right")) - 1]
-        return view.segment.chunk_ids[row - view.offset].decode()
+        return self.take(np.array([row]))[0]
 
     def take(self, rows: np.ndarray) -> list[str]:
         """The ids of many rows at once: one binary search for all (per row, it cost a search as much
