@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
-    from tests.milvus_server import milvus_server
+    from ragtune.rag.backends.milvus_lite import milvus_server
 
     with tempfile.TemporaryDirectory(prefix="ragtune-backends-") as tmp, milvus_server(Path(tmp)) as uri:
         results = measure(args, Path(tmp), uri)

@@ -14,7 +14,7 @@ from ragtune.cli.output import print_hits, print_json, print_report, print_sourc
 from ragtune.core.errors import RagtuneError
 from ragtune.indexes.dense import DenseConfig
 from ragtune.indexes.embedding import EmbeddingConfig
-from ragtune.rag.config import MODES, RAGConfig, ReaderConfig, RetrievalConfig
+from ragtune.rag.config import MODES, BackendConfig, RAGConfig, ReaderConfig, RetrievalConfig
 from ragtune.rag.generation.answer import AnswerConfig
 from ragtune.rag.generation.llm import GeneratorConfig
 from ragtune.rag.ingest.chunking import ChunkingConfig
@@ -31,6 +31,7 @@ NEW_INDEX = {
     "chunking": ConfigOptions(ChunkingConfig),
     "embedding": ConfigOptions(EmbeddingConfig, only=("model",), prefix="embedding-"),
     "dense": ConfigOptions(DenseConfig, only=("index",), prefix="dense-"),
+    "backend": ConfigOptions(BackendConfig, flags={"kind": ("--backend",)}),
 }
 READER = ConfigOptions(ReaderConfig)
 SEARCH = ConfigOptions(RetrievalConfig, only=("mode",))

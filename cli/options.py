@@ -175,7 +175,7 @@ def _default_text(f: dataclasses.Field, choices: Iterable[Any] | None) -> str:
         default = f.default_factory()
     else:
         return "required"
-    if default is None:
+    if default is None or default == "":
         return "default: not set"
     if isinstance(default, (list, tuple)):
         default = ",".join(map(str, default))

@@ -64,8 +64,12 @@ def print_hits(hits, as_json: bool, query: str) -> None:
     if not hits:
         print("no matching chunks")
     for hit in hits:
-        evidence = ", ".join(f"{kind} #{rank}" for kind, rank in hit.ranks.items())
-        print(f"{hit.rank}. {_heading(hit)}  [chunk {hit.position}, score {hit.score:.4f}; {evidence}]")
+        # Ranks per retriever; a fusion done by a server (Milvus) gives only their scores.
+        evidence = ", ".join(f"{kind} #{rank}" for kind, rank in hit.ranks.items()) or ", ".join(
+            f"{kind} {score:.3f}" for kind, score in hit.scores.items()
+        )
+        evidence = f"; {evidence}" if evidence else ""
+        print(f"{hit.rank}. {_heading(hit)}  [chunk {hit.position}, score {hit.score:.4f}{evidence}]")
         text = " ".join(hit.text.split())
         print(f"   {printable(text[:300])}{'…' if len(text) > 300 else ''}")
 
@@ -87,12 +91,16 @@ def print_status(status: dict[str, Any]) -> None:
     print(f"embedding:   {printable(status['embedding_model'])} ({status['dense_index']} index)")
     chunking = status["chunking"]
     print(f"chunking:    {chunking['chunk_size']} characters, {chunking['chunk_overlap']} overlap")
+    if status.get("backend") == "milvus":
+        print(f"backend:     Milvus at {printable(status['milvus_uri'])}, collection {status['milvus_collection']}")
     verified = status.get("verified")
     if verified is not None:
         print(f"verified:    {_verified(verified)}")
 
 
 def _verified(verified: dict[str, Any]) -> str:
+    if "rows" in verified:
+        return f"{verified['rows']} rows in Milvus, one per chunk"
     if not verified["checksums"]:
         return f"nothing to compare: generation {verified['generation']} was written before checksums"
     return (

@@ -60,6 +60,7 @@ class RAG:
         self._embedder_lock = threading.Lock()
         self._generation: Generation | None = None
         self._generation_lock = threading.Lock()
+        self.remote = _remote_backend(folder, config, self.store)
 
     @classmethod
     def open(
@@ -129,7 +130,11 @@ class RAG:
         number = self.store.generation()
         with self._generation_lock:
             if self._generation is None or self._generation.number != number:
-                self._generation = self.generations.open(number, self.embedder)
+                self._generation = (
+                    self.remote.generation(number, self.embedder)
+                    if self.remote is not None
+                    else self.generations.open(number, self.embedder)
+                )
             return self._generation
 
     @contextmanager
@@ -173,7 +178,7 @@ class RAG:
         """
         with self._write_lock():
             ingestor = Ingestor(
-                self.store, self.generations, self.config, self.embedder, progress, on_progress
+                self.store, self.generations, self.config, self.embedder, progress, on_progress, self.remote
             )
             return ingestor.run(path, rebuild=rebuild, compact=compact, only=only)
 
@@ -286,7 +291,12 @@ class RAG:
             generation = self.store.generation()
             last = self.store.last_ingest()
             # The generation of this same snapshot, not one an ingest made current meanwhile.
-            checked = self.generations.open(generation, self.embedder).verify() if verify else None
+            if self.remote is not None:
+                where = {"backend": "milvus", **self.remote.status(generation)}
+                checked = self.remote.verify(generation, counts["chunks"]) if verify else None
+            else:
+                where = {"backend": "local"}
+                checked = self.generations.open(generation, self.embedder).verify() if verify else None
         return {
             "index": str(self.folder.resolve()),
             **counts,
@@ -305,6 +315,7 @@ class RAG:
             },
             "embedding_model": self.config.embedding.model,
             "dense_index": self.config.dense.index,
+            **where,
             "chunking": dataclasses.asdict(self.config.chunking),
             **({"verified": checked} if verify else {}),
         }
@@ -317,3 +328,12 @@ class RAG:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remote_backend(folder: Path, config: RAGConfig, store: Store):
+    """The server an index's rows live on, when its config names one (the Milvus backend)."""
+    if config.backend.kind != "milvus":
+        return None
+    from ragtune.rag.backends.milvus_backend import MilvusBackend  # pymilvus is imported when it connects
+
+    return MilvusBackend(folder, config, store)

@@ -59,6 +59,35 @@ class RetrievalConfig:
             raise InputError(f"depth={self.depth}: must be >= 1")
 
 
+BACKENDS = ("local", "milvus")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Where an index folder's searchable rows live. The SQLite store in the folder stays the record of
+    documents and chunks either way; saved with the folder, so later runs need only its path."""
+
+    kind: str = field(
+        default="local",
+        metadata={
+            "help": "local: segments in the index folder; milvus: a Milvus server.",
+            "choices": BACKENDS,
+        },
+    )
+    milvus_uri: str = field(default="", metadata={"help": "Milvus server, e.g. http://localhost:19530."})
+    milvus_collection: str = field(
+        default="", metadata={"help": "Milvus collection (default: a name derived from the index folder)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKENDS:
+            raise InputError(f"backend {self.kind!r}: use one of {', '.join(BACKENDS)}")
+        if self.kind == "milvus" and not self.milvus_uri.strip():
+            raise InputError("the milvus backend needs the server's address: --milvus-uri http://HOST:19530")
+        if self.kind == "local" and (self.milvus_uri or self.milvus_collection):
+            raise InputError("--milvus-uri and --milvus-collection go with --backend milvus")
+
+
 @dataclass(frozen=True)
 class RAGConfig:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
@@ -69,9 +98,10 @@ class RAGConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     dense: DenseConfig = field(default_factory=DenseConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
-    # What the indexes are built from; a saved folder cannot change these.
-    INDEX_TIME = ("chunking", "tokenizer", "bm25", "tfidf", "embedding", "dense")
+    # What the indexes are built from, and where they are; a saved folder cannot change these.
+    INDEX_TIME = ("chunking", "tokenizer", "bm25", "tfidf", "embedding", "dense", "backend")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": CONFIG_FORMAT, **asdict(self)}

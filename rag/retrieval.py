@@ -50,26 +50,39 @@ def _ids_of(chunk_ids, rows) -> list[str]:
 
 def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
     validate_query(query, k)
+    remote = getattr(generation, "retrieve", None)  # a generation on a server searches there
+    if remote is not None:
+        return remote(query, k, config)
     if not generation.chunk_ids:
         return []
     kinds = [config.mode] if config.mode != "hybrid" else [n for n, w in config.weights.items() if w > 0]
     depth = k if config.mode != "hybrid" else max(config.depth, k)
     ranked: dict[str, list[str]] = {}
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, list[float]] = {}
     for kind in kinds:
         ranking = generation.index(kind).search(query, depth)
         ranked[kind] = _ids_of(generation.chunk_ids, ranking.rows)
-        scores[kind] = dict(zip(ranked[kind], ranking.scores.tolist(), strict=True))
+        scores[kind] = ranking.scores.tolist()
+    return combine(ranked, scores, config, k)
+
+
+def combine(
+    ranked: dict[str, list[str]], scores: dict[str, list[float]], config: RetrievalConfig, k: int
+) -> list[Retrieved]:
+    """The k chosen chunks from each retriever's best-first ids and scores: fused by reciprocal rank
+    fusion in hybrid mode, else the one retriever's list, each with every retriever's evidence."""
+    kinds = list(ranked)
+    score_of = {kind: dict(zip(ranked[kind], scores[kind], strict=True)) for kind in kinds}
     if config.mode == "hybrid":
         chosen = reciprocal_rank_fusion(ranked, config.weights, config.rrf_k)[:k]
     else:
-        chosen = [(cid, scores[config.mode][cid]) for cid in ranked[config.mode]]
+        chosen = [(cid, score_of[config.mode][cid]) for cid in ranked[config.mode]]
     rank_of = {kind: {cid: r for r, cid in enumerate(lst, start=1)} for kind, lst in ranked.items()}
     return [
         Retrieved(
             chunk_id=cid,
             score=score,
-            scores={kind: scores[kind][cid] for kind in kinds if cid in scores[kind]},
+            scores={kind: score_of[kind][cid] for kind in kinds if cid in score_of[kind]},
             ranks={kind: rank_of[kind][cid] for kind in kinds if cid in rank_of[kind]},
         )
         for cid, score in chosen

@@ -1,18 +1,19 @@
-"""The Milvus index against a real Milvus server (milvus-lite's gRPC server, or RAGTUNE_MILVUS_URI)."""
+"""The Milvus index (one collection) against a real Milvus server: milvus-lite's gRPC server, or
+RAGTUNE_MILVUS_URI. What RAG does with it is in test_backend_contract.py."""
 
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import numpy as np
 import pytest
 
 from ragtune.core.errors import InputError, RagtuneError
 from ragtune.core.schema import text_hash
-from ragtune.indexes.bm25 import BM25Config
-from ragtune.rag.backends.milvus import MilvusConfig, MilvusIndex, collection_name, connect
+from ragtune.rag.backends.milvus import MilvusIndex, collection_name, connect
+from ragtune.rag.backends.milvus_lite import free_port, milvus_server
 from tests.conftest import CORPUS, FakeEmbedder
-from tests.milvus_server import free_port, milvus_server
 
 DIM = FakeEmbedder().encode(["x"]).shape[1]
 TEXTS = {f"{name}:00000": text for name, text in CORPUS.items()}
@@ -28,27 +29,32 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def index(server: str):
     """An empty collection of its own for each test."""
-    config = MilvusConfig(uri=server, collection=f"test_{next(_numbers)}_{free_port()}")
-    made = MilvusIndex(connect(config), config.collection, DIM, BM25Config())
+    made = MilvusIndex(connect(server), f"test_{next(_numbers)}_{free_port()}", DIM)
     made.ensure()
     yield made
     made.drop()
 
 
+def words(text: str) -> dict[int, float]:
+    """A stand-in for BM25 weights (bm25_terms.py makes the real ones): 1 per distinct word."""
+    return {zlib.crc32(w.encode()) % 2**31 + 1: 1.0 for w in set(text.lower().replace(".", " ").split())}
+
+
 def add(index: MilvusIndex, number: int, texts: dict[str, str]) -> None:
     ids, bodies = list(texts), list(texts.values())
-    index.add(number, ids, bodies, [text_hash(t) for t in bodies], FakeEmbedder().encode(bodies))
+    sparse = [words(t) for t in bodies]
+    index.add(number, ids, [text_hash(t) for t in bodies], sparse, FakeEmbedder().encode(bodies))
 
 
 def found(index: MilvusIndex, generation: int, mode: str, query: str, k: int = 10) -> list[str]:
-    vector = FakeEmbedder().encode([query], query=True)[0]
-    return [hit.chunk_id for hit in index.search(generation, mode, query, vector, k)]
+    asked = words(query) if mode == "bm25" else FakeEmbedder().encode([query], query=True)[0]
+    return [hit.chunk_id for hit in index.search(generation, mode, asked, k)]
 
 
 def test_rows_are_seen_only_from_the_generation_that_added_them(index):
     add(index, 1, TEXTS)
     assert found(index, 0, "bm25", "quantization") == []
-    assert found(index, 1, "bm25", "NormalFloat quantization")[0] == "qlora.md:00000"
+    assert found(index, 1, "bm25", "normalfloat quantization")[0] == "qlora.md:00000"
     assert index.count(0) == 0 and index.count(1) == len(TEXTS)
 
 
@@ -93,7 +99,7 @@ def test_dense_search_is_exact_inner_product(index):
     vectors = FakeEmbedder().encode(list(TEXTS.values()))
     scores = vectors @ FakeEmbedder().encode([query], query=True)[0]
     expected = [list(TEXTS)[i] for i in np.argsort(-scores, kind="stable")[:3]]
-    hits = index.search(1, "dense", query, FakeEmbedder().encode([query], query=True)[0], 3)
+    hits = index.search(1, "dense", FakeEmbedder().encode([query], query=True)[0], 3)
     assert [h.chunk_id for h in hits] == expected
     assert [h.score for h in hits] == pytest.approx(sorted(scores, reverse=True)[:3], abs=1e-5)
 
@@ -104,7 +110,7 @@ def test_hybrid_fuses_bm25_and_dense_by_reciprocal_rank_on_the_server(index):
     vector = FakeEmbedder().encode([query], query=True)[0]
     bm25 = found(index, 1, "bm25", query, 6)
     dense = found(index, 1, "dense", query, 6)
-    fused = index.hybrid(1, query, vector, k=3, depth=6, rrf_k=60)
+    fused = index.hybrid(1, words(query), vector, k=3, depth=6, rrf_k=60)
 
     def rrf(chunk_id: str) -> float:
         return sum(1 / (60 + ranked.index(chunk_id) + 1) for ranked in (bm25, dense) if chunk_id in ranked)
@@ -119,15 +125,34 @@ def test_tfidf_is_refused_in_one_line(index):
         found(index, 1, "tfidf", "anything")
 
 
+def test_hybrid_hits_carry_each_retrievers_score(index):
+    add(index, 1, TEXTS)
+    query = "reciprocal rank fusion"
+    vector = FakeEmbedder().encode([query], query=True)[0]
+    top = index.hybrid(1, words(query), vector, k=1, depth=6, rrf_k=60)[0]
+    shared = words(query).keys() & words(TEXTS[top.chunk_id]).keys()
+    assert top.scores["bm25"] == pytest.approx(len(shared))
+    assert top.scores["dense"] == pytest.approx(
+        float(FakeEmbedder().encode([TEXTS[top.chunk_id]])[0] @ vector)
+    )
+
+
+def test_removing_every_live_row_leaves_the_rows_born_now(index):
+    add(index, 1, TEXTS)
+    add(index, 2, {"owl.md:00000": "Owls hunt at night."})  # born in the generation being written
+    reused = index.remove(2, None)
+    assert len(reused) == len(TEXTS)
+    assert index.count(1) == len(TEXTS) and index.count(2) == 1
+
+
 def test_a_server_that_does_not_answer_is_one_clear_error():
     with pytest.raises(RagtuneError, match="cannot reach Milvus at http://127.0.0.1"):
-        connect(MilvusConfig(uri=f"http://127.0.0.1:{free_port()}"))
+        connect(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(InputError, match="server's address"):
-        connect(MilvusConfig())
+        connect("")
 
 
 def test_collection_names_are_stable_per_index_folder():
-    config = MilvusConfig(uri="http://x:19530")
-    assert collection_name(config, "/a/index") == collection_name(config, "/a/index")
-    assert collection_name(config, "/a/index") != collection_name(config, "/b/index")
-    assert collection_name(MilvusConfig(collection="mine"), "/a/index") == "mine"
+    assert collection_name("", "/a/index") == collection_name("", "/a/index")
+    assert collection_name("", "/a/index") != collection_name("", "/b/index")
+    assert collection_name("mine", "/a/index") == "mine"

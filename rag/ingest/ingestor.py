@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +54,34 @@ def plan_ingest(stored: Mapping[str, str], incoming: Mapping[str, str]) -> Inges
         deleted=tuple(sorted(stored.keys() - incoming.keys())),
         unchanged=tuple(sorted(i for i in common if stored[i] == incoming[i])),
     )
+
+
+class PendingRemote(Protocol):
+    """Rows a remote index received for generation `number`, visible once the store commits it."""
+
+    number: int
+    embedded: int
+
+    def commit(self) -> None: ...  # inside the store transaction that makes `number` current
+
+    def after_commit(self) -> None: ...
+
+
+class RemoteIndex(Protocol):
+    """An index on a server (rag/backends): sends the next generation's rows before the store commits."""
+
+    def write(
+        self,
+        current: int,
+        removed: set[str],
+        new_chunks: list[Chunk],
+        embedder: Embedder,
+        *,
+        rewrite_all: bool,
+        reuse_vectors: bool,
+        tell: Callable[[str, int, int], None] | None = None,
+        progress: bool = False,
+    ) -> PendingRemote: ...
 
 
 @dataclass(frozen=True)
@@ -101,10 +129,11 @@ class IngestReport:
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
         )
         repaired = f"; rebuilt the damaged index from the store: {self.repaired}" if self.repaired else ""
+        # A remote index reports no segments: its server keeps its own.
+        segments = f" ({self.segments} segment{'s' if self.segments != 1 else ''})" if self.segments else ""
         return (
             f"{line}; {self.chunks_added} chunks indexed ({self.embedded} embedded), "
-            f"{self.chunks_removed} removed; generation {self.generation} ({self.segments} segment"
-            f"{'s' if self.segments != 1 else ''}); {self.seconds:.2f} s{repaired}"
+            f"{self.chunks_removed} removed; generation {self.generation}{segments}; {self.seconds:.2f} s{repaired}"
         )
 
 
@@ -119,8 +148,10 @@ class Ingestor:
         embedder: Callable[[], Embedder],
         progress: bool = True,
         on_progress: ProgressCallback | None = None,
+        remote: RemoteIndex | None = None,
     ):
         self.store = store
+        self.remote = remote  # rows on a server (the Milvus backend) instead of segments in the folder
         self.generations = generations
         self.config = config
         self.embedder = embedder
@@ -172,11 +203,14 @@ class Ingestor:
         reread_mtimes = {source: mtime for source, mtime in scan.kept.items() if mtime is not None}
 
         current = self.store.generation()
-        base, report.repaired = (None, None) if rebuild else self._check_current(current, plan)
         policy = MergeEverything() if compact else MergePolicy()
-        unmerged = (
-            compact and isinstance(base, SegmentedGeneration) and bool(policy.plan(*base.segment_sizes()))
-        )
+        if self.remote is not None:  # the server keeps its own segments; a compaction rewrites the rows
+            base, unmerged = None, compact
+        else:
+            base, report.repaired = (None, None) if rebuild else self._check_current(current, plan)
+            unmerged = (
+                compact and isinstance(base, SegmentedGeneration) and bool(policy.plan(*base.segment_sizes()))
+            )
         if not plan.changes_anything and not rebuild and current > 0 and not report.repaired and not unmerged:
             with self.store.transaction(write=True):
                 self.store.write_sources(scan.sources)
@@ -196,10 +230,27 @@ class Ingestor:
         new_chunks = self._chunk([scan.documents[i] for i in to_index])
         replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
-        number = self.generations.next_number(current)
-        next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report, policy)
-        self._tell("saving", 0, 1)
-        self.generations.write_segmented(number, next_gen, self.config.index_time())
+        report.chunks_added, report.chunks_removed = len(new_chunks), len(removed_chunk_ids)
+        pending = None
+        if self.remote is not None:
+            pending = self.remote.write(
+                current,
+                removed_chunk_ids,
+                new_chunks,
+                self.embedder(),
+                rewrite_all=rebuild or compact,
+                reuse_vectors=not rebuild,
+                tell=self._tell if self.on_progress else None,
+                progress=self.progress,
+            )
+            number, report.embedded, report.segments = pending.number, pending.embedded, 0
+            self._tell("saving", 0, 1)
+        else:
+            number = self.generations.next_number(current)
+            next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report, policy)
+            report.segments = len(next_gen.entries)
+            self._tell("saving", 0, 1)
+            self.generations.write_segmented(number, next_gen, self.config.index_time())
         changed = set(plan.changed)
         versions = {i: stored_docs[i].version + (i in changed) if i in stored_docs else 1 for i in to_index}
         by_document: dict[str, list[Chunk]] = {i: [] for i in to_index}
@@ -214,14 +265,18 @@ class Ingestor:
             self.store.delete_sources(vanished)
             self.store.touch_documents({i: scan.mtimes[i] for i in plan.unchanged if i in scan.mtimes})
             self.store.touch_sources(reread_mtimes)
+            if pending is not None:
+                pending.commit()
             self.store.set_meta("generation", str(number))
             report.generation = number
-            report.segments = len(next_gen.entries)
             report.seconds = time.perf_counter() - clock
             self.store.record_ingest(str(root), started, number, report.to_dict())
         self._tell("saving", 1, 1)
-        # Keep the generation just replaced: a reader may still be loading it.
-        self.generations.prune(keep={current, number})
+        if pending is not None:
+            pending.after_commit()
+        else:
+            # Keep the generation just replaced: a reader may still be loading it.
+            self.generations.prune(keep={current, number})
         return report
 
     # -- steps ------------------------------------------------------------------------------------
@@ -290,8 +345,6 @@ class Ingestor:
             self.progress,
         )
         report.embedded = next_gen.embedded
-        report.chunks_added = len(new_chunks)
-        report.chunks_removed = len(removed)
         return next_gen
 
 

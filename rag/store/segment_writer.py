@@ -111,7 +111,7 @@ def next_generation(
             entries.append(Entry(len(segment), segment.name, None, deleted))
     hashes = [text_hash(t) for t in new_texts]
     on_embedded = (lambda done, total: tell("embedding", done, total)) if tell else None
-    vectors, embedded = _vectors(new_texts, hashes, known, embedder, on_embedded, progress)
+    vectors, embedded = vectors_reusing(new_texts, hashes, known, embedder, on_embedded, progress)
     if tell:
         tell("indexing", 0, 1)
     added = vocabulary.count_rows(tokenize(text) for text in new_texts)  # BM25 and TF-IDF share these
@@ -135,7 +135,7 @@ def _widen(counts: sp.csr_matrix, width: int) -> sp.csr_matrix:
     return sp.csr_matrix((counts.data, counts.indices, counts.indptr), shape=(counts.shape[0], width))
 
 
-def _vectors(
+def vectors_reusing(
     texts: Sequence[str],
     hashes: list[str],
     known: dict[str, np.ndarray],

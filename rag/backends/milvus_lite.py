@@ -1,4 +1,5 @@
-"""A real Milvus gRPC server for tests: `milvus-lite server` on a free port, stopped by its PID.
+"""A local Milvus gRPC server for tests, benchmarks and trying the Milvus backend on one machine:
+`milvus-lite server` on a free port, stopped by its PID.
 
 With RAGTUNE_MILVUS_URI set, that server (a Milvus cluster, say) is used instead and nothing is started.
 """
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ragtune.core.errors import RagtuneError
 
 URI_ENV = "RAGTUNE_MILVUS_URI"
 
@@ -33,7 +36,7 @@ def milvus_server(data_dir: Path, timeout: float = 90.0) -> Iterator[str]:
         return
     command = Path(sys.executable).with_name("milvus-lite")
     if not command.exists():
-        raise RuntimeError(f"{command} is missing: install the test extra (pip install -e '.[test]')")
+        raise RagtuneError(f"{command} is missing: pip install 'ragtune[milvus]'")
     port = free_port()
     log = (data_dir / "server.log").open("wb")
     server = subprocess.Popen(
@@ -67,11 +70,11 @@ def _wait_for(port: int, server: subprocess.Popen, timeout: float, log: Path) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(
+            raise RagtuneError(
                 f"milvus-lite server exited with {server.returncode}: {log.read_text()[-2000:]}"
             )
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"milvus-lite server did not listen on port {port} within {timeout:.0f} s")
+    raise RagtuneError(f"milvus-lite server did not listen on port {port} within {timeout:.0f} s")
