@@ -6,7 +6,7 @@ write lock:
   1. discards what an ingest that never committed left (rows born after the current generation);
   2. marks the rows of changed and deleted chunks dead from generation N = current + 1, taking their
      vectors back so that an unchanged text is not embedded again;
-  3. inserts the new rows, born at N;
+  3. inserts the new rows, born at N, and flushes them into indexed segments;
   4. commits the documents, the BM25 statistics and generation N in one store transaction;
   5. deletes rows dead before the current generation (no reader can still be on one).
 A search filters on the generation of its store snapshot, so it sees the state before or after an
@@ -136,6 +136,9 @@ class MilvusBackend:
                 tell("indexing", 0, len(ids))
             with self.errors("inserting rows"):
                 index.add(number, ids, hashes, terms.weights, vectors)
+        if index.dimensions:
+            with self.errors("sealing the new rows"):
+                index.seal()
             if tell:
                 tell("indexing", len(ids), len(ids))
         return PendingWrite(number, embedded, terms, self, current)
