@@ -16,6 +16,7 @@ ingest, never a mix, and a crash anywhere before step 4 leaves the old state sea
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,8 +52,12 @@ class PendingWrite:
         self.backend.terms.commit(self.terms)
 
     def after_commit(self) -> None:
-        with self.backend.errors("clearing old rows"):
-            self.backend.index().prune(self.current)
+        # The generation is committed already: a failure here is not the ingest's, only tidying.
+        try:
+            with self.backend.errors("clearing old rows"):
+                self.backend.index().prune(self.current)
+        except RagtuneError as exc:
+            warnings.warn(f"{exc}; the next ingest deletes them", stacklevel=2)
 
 
 class MilvusBackend:
