@@ -145,6 +145,7 @@ def _model_commands(commands, common) -> None:
     )
     finetune.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out, start over")
     mc.FINETUNE.add_to(finetune.add_argument_group("training settings"))
+    mc.LAUNCH.add_to(finetune.add_argument_group("several GPUs (accelerate launch)"))
 
     merge = _command(commands, "merge", mc.merge, common, "fold an adapter into its base: a standalone model")
     merge.add_argument("adapter", help="adapter folder from ragtune finetune")

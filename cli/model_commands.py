@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -14,21 +15,27 @@ from ragtune.cli.options import ConfigOptions
 from ragtune.core.errors import RagtuneError
 from ragtune.finetune.compare import CompareConfig
 from ragtune.finetune.config import FinetuneConfig
+from ragtune.finetune.launch import LaunchConfig
 
 FINETUNE = ConfigOptions(FinetuneConfig)
+LAUNCH = ConfigOptions(LaunchConfig)
 COMPARE = ConfigOptions(CompareConfig)
 
 
 def finetune(args: argparse.Namespace) -> int:
+    from ragtune.finetune.distributed import is_main_process
     from ragtune.finetune.train import finetune as train
 
     config = FINETUNE.build(args)
+    launch = LAUNCH.build(args)
     if args.from_store and not (index_folder(args) / "store.sqlite").exists():
         raise RagtuneError(f"no index at {args.index}: run `ragtune ingest DIR` first (or pass --index)")
     data, index = args.data, args.index if args.from_store else None
     if config.raft:
         config, data = _raft_data(config, args)
         index = None
+    if launch.accelerate_config:
+        return _launch(launch, config, args, data, index)
     result = train(
         config,
         args.out,
@@ -38,6 +45,8 @@ def finetune(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=not args.quiet,
     )
+    if not is_main_process():  # one of the processes of an accelerate launch: the main one reports
+        return 0
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -55,6 +64,32 @@ def finetune(args: argparse.Namespace) -> int:
     _config, run = FinetuneConfig.load(Path(result.adapter))
     for problem in run.get("data", {}).get("problems", []):
         print(f"  skipped {problem}")
+    return 0
+
+
+def _launch(launch: LaunchConfig, config: FinetuneConfig, args: argparse.Namespace, data, index) -> int:
+    """Start `ragtune finetune` with the same settings in each process of `accelerate launch`. RAFT
+    examples are written once, here, and each process trains on the file (so --raft is not passed on)."""
+    from ragtune.finetune.launch import launch_command, run_launch
+
+    source = ["--data", str(data)] if data is not None else ["--from-store", "--index", str(index)]
+    switches = {
+        "--skip-bad-lines": args.skip_bad_lines,
+        "--no-resume": args.no_resume,
+        "--quiet": args.quiet,
+        "--json": args.json,
+    }
+    flags = [flag for flag, on in switches.items() if on]
+    settings = FINETUNE.argv(dataclasses.replace(config, raft=False))
+    command = launch_command(launch, config, [*source, "--out", str(args.out), *flags, *settings])
+    if launch.dry_run:
+        print(shlex.join(command))
+        return 0
+    if not args.quiet:
+        print(f"launching: {shlex.join(command)}", file=sys.stderr, flush=True)
+    status = run_launch(command)
+    if status != 0:
+        raise RagtuneError(f"accelerate launch exited with status {status} (its processes' errors are above)")
     return 0
 
 

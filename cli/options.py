@@ -91,6 +91,23 @@ class ConfigOptions:
         given = self.given(args)
         return dataclasses.replace(base, **given) if base is not None else self.config(**given)
 
+    def argv(self, config: Any) -> list[str]:
+        """The options `build` turns back into `config`: each field that differs from its default, as
+        flag and value (for a command that starts another with the same settings)."""
+        hints = get_type_hints(self.config)
+        default = self.config()
+        out: list[str] = []
+        for f in self.fields():
+            value = getattr(config, f.name)
+            if value == getattr(default, f.name):
+                continue
+            flag = self.flag_names(f.name)[0]
+            if hints[f.name] is bool:
+                out.append(flag if value else _negated(flag))
+            else:
+                out += [flag, ",".join(value) if isinstance(value, list) else _choice_text(value)]
+        return out
+
 
 def _negated(flag: str) -> str:
     return "--no-" + flag[2:]

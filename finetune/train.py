@@ -1,7 +1,8 @@
 """LoRA and QLoRA training in one loop that reads top to bottom: load, wrap, get_lr, evaluate, step,
 checkpoint. A run interrupted at any point resumes from its last checkpoint with the same batches.
 
-The adapter's config, initialisation and saving live in adapter.py; checkpoints in checkpoint.py.
+The adapter's config, initialisation and saving live in adapter.py; checkpoints in checkpoint.py; what
+differs when `accelerate launch` runs the loop on several processes (FSDP, ZeRO-3, DDP) in distributed.py.
 """
 
 from __future__ import annotations
@@ -19,17 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.errors import InputError
-from ragtune.finetune.adapter import (
-    EVA_BATCHES,
-    add_adapter,
-    check_init_supported,
-    save_adapter,
-    save_initial,
-)
+from ragtune.finetune.adapter import EVA_BATCHES, add_adapter, check_init_supported, save_initial
 from ragtune.finetune.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ragtune.finetune.config import CONFIG_FILE, FinetuneConfig
 from ragtune.finetune.data import Dataset, Example, collate, load_qa_jsonl, load_store_chunks, split
-from ragtune.rag.models.loading import choose_device, choose_quantization, load_model, load_tokenizer
+from ragtune.finetune.distributed import current
+from ragtune.rag.models.loading import choose_device, choose_quantization, load_tokenizer
 from ragtune.rag.models.resolve import ModelSource, resolve_model
 
 
@@ -52,6 +48,8 @@ class TrainResult:
     seconds_per_step: float  # median over the steps after the first (which pays for warm-up)
     peak_memory_mb: float
     resumed_from: int
+    processes: int = 1  # > 1 under `accelerate launch`; losses are then the mean over the processes
+    distributed: str = "none"  # accelerate's distributed type: fsdp, deepspeed, multi_gpu, multi_cpu, no
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,17 +87,18 @@ def batches_of_epoch(n_examples: int, batch_size: int, seed: int, epoch: int) ->
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
-def total_steps(n_train: int, config: FinetuneConfig) -> int:
+def total_steps(n_train: int, config: FinetuneConfig, processes: int = 1) -> int:
     if config.max_steps is not None:
         return config.max_steps
-    per_epoch = math.ceil(n_train / config.batch_size) / config.grad_accumulation
+    per_epoch = math.ceil(n_train / config.batch_size) / config.grad_accumulation / processes
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
-def make_optimizer(params, config: FinetuneConfig, device: str, quantization: str):
+def make_optimizer(params, config: FinetuneConfig, device: str, quantization: str, sharded: bool = False):
     """Paged AdamW (bitsandbytes) on CUDA, where optimizer state can page out to host memory during a
-    spike; plain torch AdamW on CPU, where there is nothing to page to."""
-    if device == "cuda":
+    spike; plain torch AdamW on CPU, where there is nothing to page to, and under FSDP / ZeRO-3, which
+    split the optimizer state across GPUs themselves (as the peft guides for both train)."""
+    if device == "cuda" and not sharded:
         try:
             import bitsandbytes as bnb
 
@@ -124,17 +123,19 @@ def keep_4bit_layout_for_training(model) -> None:
             layer.support_avx512bf16_for_cpu = False
 
 
-def evaluate(model, examples: list[Example], batch_size: int, pad_id: int) -> float | None:
-    """Mean loss per answer token over the held-out examples."""
+def evaluate(model, examples: list[Example], batch_size: int, pad_id: int, device=None) -> float | None:
+    """Mean loss per answer token over the held-out examples (every process of a launched run evaluates
+    them all: FSDP's forward needs each process)."""
     import torch
 
     if not examples:
         return None
+    device = device or model.device
     model.eval()
     total, tokens = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
-            batch = {k: v.to(model.device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
             n = int((batch["labels"][:, 1:] != -100).sum())
             total += float(model(**batch).loss) * n
             tokens += n
@@ -162,6 +163,7 @@ def train(
     from peft import prepare_model_for_kbit_training
     from tqdm.auto import tqdm
 
+    run = current(config)  # the single process as always, or one process of an `accelerate launch`
     device = choose_device("auto")
     quantization = choose_quantization(config.quantization, device)
     check_init_supported(config, device, quantization)
@@ -173,25 +175,33 @@ def train(
         raise InputError(f"{out}: a file, not a folder; pass a new --out folder for the adapter")
     if (out / "adapter_config.json").is_file() and not (out / CHECKPOINT).exists():
         raise InputError(f"{out} already holds a trained adapter; pass a new --out")
-    if not resume and (out / CHECKPOINT).exists():
-        shutil.rmtree(out / CHECKPOINT)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a parent that is a file, no permission, read-only disk
-        raise InputError(f"cannot create the adapter folder {out}: {exc.strerror or exc}") from exc
+    if resume and run.sharded and (out / CHECKPOINT).exists():
+        raise InputError(
+            f"{out / CHECKPOINT}: FSDP and ZeRO-3 runs cannot resume from a checkpoint (they write none); "
+            "pass --no-resume to start over"
+        )
+    if run.is_main:
+        if not resume and (out / CHECKPOINT).exists():
+            shutil.rmtree(out / CHECKPOINT)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, no permission, read-only disk
+            raise InputError(f"cannot create the adapter folder {out}: {exc.strerror or exc}") from exc
+    run.wait()
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    model = load_model(source, quantization, device)
+    model = run.load_model(source, quantization, device)
     keep_4bit_layout_for_training(model)
-    if quantization != "none":
+    if quantization != "none" and not run.sharded:
         # Casts norms to fp32 and makes the frozen 4-bit base pass gradients to the adapters.
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.gradient_checkpointing or device == "cuda"
         )
-    elif config.gradient_checkpointing:
+    elif config.gradient_checkpointing or quantization != "none":
+        # Sharded QLoRA skips the fp32 cast of the norms: FSDP and ZeRO-3 need one dtype throughout.
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     pad_id = tokenizer.pad_token_id
@@ -204,18 +214,23 @@ def train(
     model = add_adapter(model, config, first_batches)
     initial_adapter = save_initial(model, out)
     model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer, optimizer_name = make_optimizer(trainable, config, device, quantization)
+    trainable_parameters = model.get_nb_trainable_parameters()[0]  # also counts ZeRO-3's partitioned ones
+    model, (optimizer, optimizer_name) = run.prepare(
+        model, lambda params: make_optimizer(params, config, device, quantization, run.sharded)
+    )
+    where = run.device_of(model)
 
-    steps = total_steps(len(train_set), config)
-    state = load_checkpoint(model, optimizer, out, config) if resume else None
+    steps = total_steps(len(train_set), config, run.processes)
+    state = load_checkpoint(run.unwrap(model), optimizer, out, config) if resume else None
     step = state["step"] if state else 0
     losses: list[float] = state["losses"] if state else []
     eval_losses: list[tuple[int, float]] = [tuple(x) for x in state["eval_losses"]] if state else []
     if not eval_losses and eval_set:
-        eval_losses.append((0, evaluate(model, eval_set, config.batch_size, pad_id)))
+        eval_losses.append((0, evaluate(model, eval_set, config.batch_size, pad_id, where)))
 
-    bar = tqdm(total=steps, initial=step, desc="training", unit="step", disable=not progress)
+    bar = tqdm(
+        total=steps, initial=step, desc="training", unit="step", disable=not (progress and run.is_main)
+    )
     micro = step * config.grad_accumulation  # micro-batches already consumed
     per_epoch = len(batches_of_epoch(len(train_set), config.batch_size, config.seed, 0))
     step_seconds: list[float] = []
@@ -225,41 +240,46 @@ def train(
             group["lr"] = lr_at(step, config)
         step_loss = 0.0
         for _ in range(config.grad_accumulation):
-            epoch, index = divmod(micro, per_epoch)
+            # With several processes, the micro-batches of the one schedule are dealt out in turn.
+            epoch, index = divmod(micro * run.processes + run.rank, per_epoch)
             rows = batches_of_epoch(len(train_set), config.batch_size, config.seed, epoch)[index]
-            batch = {k: v.to(model.device) for k, v in collate([train_set[r] for r in rows], pad_id).items()}
-            loss = model(**batch).loss / config.grad_accumulation
-            loss.backward()
+            batch = {k: v.to(where) for k, v in collate([train_set[r] for r in rows], pad_id).items()}
+            with run.accumulate(model):
+                loss = run.backward(model(**batch).loss, config.grad_accumulation)
             step_loss += float(loss.detach())
             micro += 1
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        run.clip(model)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        step_loss = run.mean(step_loss)
         losses.append(step_loss)
         step_seconds.append(time.perf_counter() - t0)
         if eval_set and (step % config.eval_every == 0 or step == steps):
-            eval_losses.append((step, evaluate(model, eval_set, config.batch_size, pad_id)))
+            eval_losses.append((step, evaluate(model, eval_set, config.batch_size, pad_id, where)))
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", eval=f"{eval_losses[-1][1]:.3f}" if eval_losses else "-")
-        if step % config.save_every == 0 and step < steps:
-            save_checkpoint(
-                model,
-                optimizer,
-                out,
-                {"step": step, "config": config.to_dict(), "losses": losses, "eval_losses": eval_losses},
-            )
+        if step % config.save_every == 0 and step < steps and not run.sharded:
+            if run.is_main:
+                save_checkpoint(
+                    run.unwrap(model),
+                    optimizer,
+                    out,
+                    {"step": step, "config": config.to_dict(), "losses": losses, "eval_losses": eval_losses},
+                )
+            run.wait()
         if on_step is not None:
             on_step(step, steps, step_loss)
     bar.close()
 
     # The adapter names the folder its base loads from, so plain peft can load it as well as ragtune.
     base_folder = Path(source.path)
-    model.peft_config["default"].base_model_name_or_path = (
+    run.unwrap(model).peft_config["default"].base_model_name_or_path = (
         str(base_folder.resolve()) if base_folder.exists() else source.path
     )
-    save_adapter(model, out, initial_adapter)
-    tokenizer.save_pretrained(out)
+    run.save_adapter(model, out, initial_adapter)
+    if run.is_main:
+        tokenizer.save_pretrained(out)
     result = TrainResult(
         adapter=str(out),
         base=source.path,
@@ -267,7 +287,7 @@ def train(
         device=device,
         optimizer=optimizer_name,
         steps=step,
-        trainable_parameters=sum(p.numel() for p in trainable),
+        trainable_parameters=trainable_parameters,
         train_examples=len(train_set),
         eval_examples=len(eval_set),
         first_eval_loss=eval_losses[0][1] if eval_losses else None,
@@ -279,9 +299,14 @@ def train(
         seconds_per_step=statistics.median(step_seconds[1:] or step_seconds) if step_seconds else 0.0,
         peak_memory_mb=peak_memory_mb(device),
         resumed_from=state["step"] if state else 0,
+        processes=run.processes,
+        distributed=run.kind,
     )
-    config.save(out, {"base_model": config.model, "data": dataset.to_dict(), **result.to_dict()})
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    if run.is_main:
+        config.save(out, {"base_model": config.model, "data": dataset.to_dict(), **result.to_dict()})
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    run.wait()
+    run.finish()
     return result
 
 

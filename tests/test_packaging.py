@@ -75,3 +75,11 @@ def test_the_bundled_eval_suites_ship(wheel: zipfile.ZipFile):
         str(p.relative_to(ROOT / "eval")) for p in (ROOT / "eval" / "suites").rglob("*") if p.is_file()
     }
     assert shipped == on_disk and "suites/heron/questions.jsonl" in shipped
+
+
+def test_the_accelerate_configs_ship(wheel: zipfile.ZipFile):
+    folder = ROOT / "finetune" / "accelerate_configs"
+    shipped = {n.removeprefix("ragtune/finetune/") for n in wheel.namelist() if "/accelerate_configs/" in n}
+    on_disk = {str(p.relative_to(ROOT / "finetune")) for p in folder.iterdir() if p.is_file()}
+    assert shipped == on_disk
+    assert {"accelerate_configs/fsdp-qlora.yaml", "accelerate_configs/zero3.yaml"} <= shipped
