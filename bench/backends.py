@@ -10,7 +10,8 @@ query p50/p95 per mode through `RAG.search` (query embedding and the store looku
 sides), and top-10 agreement with the local backend (dense should be identical: both are exact inner
 product). BM25 is measured both ways the issue names: the backend's own (our BM25 term weights in a
 sparse field, idfs kept in the store), and Milvus's BM25 function over its own analyzer, loaded here
-into a collection of its own from the same chunk texts.
+into a collection of its own from the same chunk texts. With Ray installed, the same folder is also
+ingested into a third (local) index with `--engine ray`: 2 actors on a local Ray (`ray_ingest_seconds`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,31 @@ def load_function_bm25(client, name: str, rag) -> None:
         time.sleep(0.1)
 
 
+def ray_ingest_seconds(folder: Path, work: Path, actors: int = 2) -> float | None:
+    """Full ingest of `folder` into a new local index with `--engine ray` (issue 13, part 3): a local Ray of
+    `actors` CPUs, one hashed embedder per actor. Ray's own start-up is not counted; starting the actors
+    (a new pipeline per ingest) is. None when Ray is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        log("ray: not installed (pip install 'ragtune[ray]'), no Ray row")
+        return None
+    import ray
+
+    from ragtune.rag.ingest.ray_engine import IngestEngineConfig
+
+    # The actors unpickle bench.scale.HashedEmbedder, so they need the repository on their path.
+    ray.init(num_cpus=actors, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        with open_index(work / "ray") as rag:
+            log(f"local, --engine ray ({actors} actors): full ingest")
+            started = time.perf_counter()
+            rag.ingest(folder, progress=False, engine=IngestEngineConfig("ray", ray_actors=actors))
+            return time.perf_counter() - started
+    finally:
+        ray.shutdown()
+
+
 def agreement(a: list[list[str]], b: list[list[str]]) -> tuple[float, float]:
     """Mean share of the local top 10 that the other found, and the share of identical lists."""
     overlap = [len(set(x) & set(y)) / max(1, len(x)) for x, y in zip(a, b, strict=True)]
@@ -109,6 +135,7 @@ def measure(args: argparse.Namespace, work: Path, uri: str) -> dict[str, Any]:
         started = time.perf_counter()
         rag.ingest(folder, progress=False)
         results["ingest_s"][name] = time.perf_counter() - started
+    results["ingest_s"]["ray"] = ray_ingest_seconds(folder, work)
 
     found: dict[str, dict[str, list[list[str]]]] = {"local": {}, "milvus": {}}
     times: dict[str, dict[str, list[float]]] = {"local": {}, "milvus": {}}
@@ -174,6 +201,8 @@ def report(r: dict[str, Any]) -> None:
             f"{edit['milvus']:.2f} s",
         ],
     ]
+    if ingest.get("ray") is not None:
+        rows.insert(1, ["full ingest, --engine ray (2 actors)", f"{ingest['ray']:.1f} s", "-"])
     for mode in (*MODES, FUNCTION_BM25):
         local, remote = r["ms"]["local"][mode], r["ms"]["milvus"][mode]
         rows.append(

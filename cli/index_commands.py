@@ -18,6 +18,7 @@ from ragtune.rag.config import MODES, BackendConfig, RAGConfig, ReaderConfig, Re
 from ragtune.rag.generation.answer import AnswerConfig
 from ragtune.rag.generation.llm import GeneratorConfig
 from ragtune.rag.ingest.chunking import ChunkingConfig
+from ragtune.rag.ingest.ray_engine import IngestEngineConfig
 
 DEMO_QUESTIONS = (
     "What constant k does Heron use for reciprocal rank fusion?",
@@ -34,6 +35,7 @@ NEW_INDEX = {
     "backend": ConfigOptions(BackendConfig, flags={"kind": ("--backend",)}),
 }
 READER = ConfigOptions(ReaderConfig)
+ENGINE = ConfigOptions(IngestEngineConfig)  # where this run embeds: not saved with the index
 SEARCH = ConfigOptions(RetrievalConfig, only=("mode",))
 GENERATOR = ConfigOptions(GeneratorConfig)
 # history_turns only matters in a conversation, min_scores is offered as --min-score (the dense one).
@@ -77,6 +79,10 @@ def open_existing(args: argparse.Namespace, **components: Any):
 
 
 def ingest(args: argparse.Namespace) -> int:
+    engine = ENGINE.build(args)  # checked before the index folder is made
+    if args.watch and engine.engine == "ray":
+        # Each burst of edits would start the Ray pipeline (and a model per actor) anew for a few chunks.
+        raise RagtuneError("--watch embeds a few edited chunks at a time, locally: leave out --engine ray")
     rag = open_index(args)
     if args.watch:
         from ragtune.rag.ingest.watch import watch
@@ -85,7 +91,9 @@ def ingest(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             watch(rag, args.path, lambda report: print_report(report, args.json), progress=not args.quiet)
         return 0
-    report = rag.ingest(args.path, rebuild=args.rebuild, compact=args.compact, progress=not args.quiet)
+    report = rag.ingest(
+        args.path, rebuild=args.rebuild, compact=args.compact, progress=not args.quiet, engine=engine
+    )
     print_report(report, args.json)
     return 0
 

@@ -86,6 +86,7 @@ def _index_commands(commands, common) -> None:
     for options in ic.NEW_INDEX.values():
         options.add_to(new_index)
     ic.READER.add_to(ingest)
+    ic.ENGINE.add_to(ingest.add_argument_group("where the new chunks are embedded (this run only)"))
 
     search = _command(commands, "search", ic.search, common, "find the chunks that best match a query")
     search.add_argument("query", help="what to look for")

@@ -201,12 +201,14 @@ def encode_in_slices(
     on_embedded: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """`embedder.encode(texts)`; with `on_embedded(done, total)`, in slices of EMBED_SLICE so the caller
-    (the UI's progress bar) hears how far embedding has got."""
+    (the UI's progress bar) hears how far embedding has got. An embedder whose every call has a fixed
+    cost says how many texts a call should take in its own `slice_size` (the Ray engine: one pipeline)."""
     if on_embedded is None:
         return embedder.encode(texts, progress=progress)
+    step = getattr(embedder, "slice_size", EMBED_SLICE)
     parts = []
     on_embedded(0, len(texts))
-    for start in range(0, len(texts), EMBED_SLICE):
-        parts.append(embedder.encode(texts[start : start + EMBED_SLICE], progress=progress))
-        on_embedded(min(start + EMBED_SLICE, len(texts)), len(texts))
+    for start in range(0, len(texts), step):
+        parts.append(embedder.encode(texts[start : start + step], progress=progress))
+        on_embedded(min(start + step, len(texts)), len(texts))
     return np.vstack(parts)

@@ -27,6 +27,7 @@ from ragtune.rag.generation.answer import LLM, Answer, AnswerConfig
 from ragtune.rag.generation.answerer import Answerer, AnswerStream, Conversation
 from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
 from ragtune.rag.ingest.ingestor import Ingestor, IngestReport, ProgressCallback
+from ragtune.rag.ingest.ray_engine import IngestEngineConfig, RayEmbedder
 from ragtune.rag.retrieval import retrieve
 from ragtune.rag.store.database import Store
 from ragtune.rag.store.generations import Generation, Generations
@@ -163,6 +164,7 @@ class RAG:
         only: Iterable[str | os.PathLike[str]] | None = None,
         progress: bool = True,
         on_progress: ProgressCallback | None = None,
+        engine: IngestEngineConfig | None = None,
     ) -> IngestReport:
         """Bring the index in line with the files at `path`: only new and edited documents are
         re-chunked and re-embedded; documents whose files are gone are removed from every index.
@@ -175,12 +177,24 @@ class RAG:
         progress bars on the terminal; `on_progress(IngestProgress)` is called as files are read, chunks
         embedded and the new generation saved (the UI's progress bar). Searches keep being answered from
         the current generation meanwhile and see the new one once it is committed.
+
+        `engine=IngestEngineConfig(engine="ray", ...)` embeds the new chunks on a Ray cluster (needs the
+        `ray` extra); everything else, and the index written, is as without it.
         """
         with self._write_lock():
-            ingestor = Ingestor(
-                self.store, self.generations, self.config, self.embedder, progress, on_progress, self.remote
-            )
-            return ingestor.run(path, rebuild=rebuild, compact=compact, only=only)
+            embedder, ray_embedder = self.embedder, None
+            if engine is not None and engine.engine == "ray":
+                # Made (and Ray reached) before any file is read: a wrong address fails in seconds.
+                ray_embedder = RayEmbedder(self.embedder(), engine)
+                embedder = lambda: ray_embedder  # noqa: E731
+            try:
+                ingestor = Ingestor(
+                    self.store, self.generations, self.config, embedder, progress, on_progress, self.remote
+                )
+                return ingestor.run(path, rebuild=rebuild, compact=compact, only=only)
+            finally:
+                if ray_embedder is not None:
+                    ray_embedder.close()  # shuts down a Ray it started; one the caller started runs on
 
     def search(
         self, query: str, k: int = 5, mode: str | None = None, weights: dict[str, float] | None = None

@@ -36,6 +36,7 @@ _EXPORTS = {
     "StoreFormatError": "ragtune.core.errors",
     "IngestPlan": "ragtune.rag.ingest.ingestor",
     "IngestReport": "ragtune.rag.ingest.ingestor",
+    "IngestEngineConfig": "ragtune.rag.ingest.ray_engine",
     "plan_ingest": "ragtune.rag.ingest.ingestor",
     "Chunk": "ragtune.core.schema",
     "Document": "ragtune.core.schema",
@@ -63,6 +64,7 @@ __all__ = [
     "StoreFormatError",
     "IngestPlan",
     "IngestReport",
+    "IngestEngineConfig",
     "plan_ingest",
     "Chunk",
     "Document",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from ragtune.rag.generation.llm import GeneratorConfig, LocalLLM
     from ragtune.rag.ingest.chunking import ChunkingConfig
     from ragtune.rag.ingest.ingestor import IngestPlan, IngestReport, plan_ingest
+    from ragtune.rag.ingest.ray_engine import IngestEngineConfig
 
 
 def __getattr__(name: str) -> Any:
