@@ -160,18 +160,10 @@ class MilvusIndex:
         dead live again. Returns how many rows came back to life."""
         self.client.delete(self.name, filter=f"born > {current}")
         revived = 0
-        while True:
-            rows = self.client.query(
-                self.name,
-                filter=f"died > {current} and died < {LIVE}",
-                output_fields=self.FIELDS,
-                limit=_BATCH,
-                consistency_level="Strong",
-            )
-            if not rows:
-                return revived
+        for rows in self._until_none_left(f"died > {current} and died < {LIVE}"):
             self.client.upsert(self.name, [{**row, "died": LIVE} for row in rows])
             revived += len(rows)
+        return revived
 
     def seal(self, timeout: float = 300.0) -> None:
         """Flush the rows written so far into sealed segments and wait until their indexes are built.
@@ -190,12 +182,16 @@ class MilvusIndex:
         self.client.delete(self.name, filter=f"died <= {oldest_kept}")
 
     def _every_live_row(self, number: int) -> Iterator[list[dict[str, Any]]]:
-        """Live rows born before `number`, a batch at a time (each batch is marked dead by the caller
-        before the next is asked for)."""
+        """Live rows born before `number`, a batch at a time."""
+        return self._until_none_left(f"died == {LIVE} and born < {number}")
+
+    def _until_none_left(self, condition: str) -> Iterator[list[dict[str, Any]]]:
+        """Batches of the rows matching `condition`, asked for again after each one: the caller changes
+        each batch so that it no longer matches (no offsets to go stale meanwhile)."""
         while True:
             rows = self.client.query(
                 self.name,
-                filter=f"died == {LIVE} and born < {number}",
+                filter=condition,
                 output_fields=self.FIELDS,
                 limit=_BATCH,
                 consistency_level="Strong",
