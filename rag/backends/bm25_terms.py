@@ -53,8 +53,11 @@ class BM25Terms:
 
     def __init__(self, store: Store, tokenize: Tokenizer, config: BM25Config):
         self.store, self.tokenize, self.config = store, tokenize, config
-        with store.transaction(write=True) as db:
-            db.execute(_SCHEMA)
+        with store.transaction() as db:
+            exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'bm25_terms'").fetchone()
+        if not exists:  # a write transaction only the first time: opening to search takes no write lock
+            with store.transaction(write=True) as db:
+                db.execute(_SCHEMA)
 
     def plan(self, removed_texts: Sequence[str], added_texts: Sequence[str], reset: bool) -> TermUpdate:
         """The update for rows of `removed_texts` leaving and rows of `added_texts` arriving. `reset`
