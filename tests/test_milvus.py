@@ -4,6 +4,7 @@ RAGTUNE_MILVUS_URI. What RAG does with it is in test_backend_contract.py."""
 from __future__ import annotations
 
 import itertools
+import random
 import zlib
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 
 from ragtune.core.errors import InputError, RagtuneError
 from ragtune.core.schema import text_hash
-from ragtune.rag.backends.milvus import MilvusIndex, collection_name, connect
+from ragtune.rag.backends.milvus import Hit, MilvusIndex, _local_tie_order, collection_name, connect
 from ragtune.rag.backends.milvus_lite import free_port, milvus_server
+from ragtune.rag.retrieval import reciprocal_rank_fusion
 from tests.conftest import CORPUS, FakeEmbedder
 
 DIM = FakeEmbedder().encode(["x"]).shape[1]
@@ -156,3 +158,20 @@ def test_collection_names_are_stable_per_index_folder():
     assert collection_name("", "/a/index") == collection_name("", "/a/index")
     assert collection_name("", "/a/index") != collection_name("", "/b/index")
     assert collection_name("mine", "/a/index") == "mine"
+
+
+def test_equal_fused_scores_come_in_the_local_fusions_order():
+    """The server's RRF orders ties its own way; hits are re-sorted as reciprocal_rank_fusion orders
+    them: BM25's ranking first, then dense-only hits by dense rank."""
+    bm25 = ["a", "b", "c"]
+    dense = ["d", "b", "e", "f"]  # d ties with a (first in each list), e with c (third in each)
+    local = reciprocal_rank_fusion({"bm25": bm25, "dense": dense}, {"bm25": 1.0, "dense": 1.0}, 60)
+    scores = {cid: {} for cid, _ in local}
+    for kind, ranked in (("bm25", bm25), ("dense", dense)):
+        for rank, cid in enumerate(ranked):
+            scores[cid][kind] = 10.0 - rank  # a higher rank, a higher score
+    hits = [Hit(cid, float(np.float32(fused)), scores[cid]) for cid, fused in local]
+    for seed in range(5):  # whatever order the server sends them in
+        shuffled = list(hits)
+        random.Random(seed).shuffle(shuffled)
+        assert [h.chunk_id for h in sorted(shuffled, key=_local_tie_order)] == [cid for cid, _ in local]

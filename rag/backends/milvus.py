@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from ragtune.core.errors import InputError, RagtuneError
 
 LIVE = 2**62  # `died` of a live row
 _BATCH = 512  # rows per insert, upsert or `in` filter
+_TIE_MARGIN = 10  # hybrid hits asked for beyond k, so that equal scores at the k-th place are ordered here
 
 
 TOKEN_ENV = "RAGTUNE_MILVUS_TOKEN"  # a secret: read from the environment, never saved in config.json
@@ -259,7 +261,7 @@ class MilvusIndex:
             self.name,
             requests,
             RRFRanker(rrf_k),
-            limit=k,
+            limit=k + _TIE_MARGIN,
             output_fields=["chunk_id", "sparse", "dense"],
             consistency_level="Strong",
         )
@@ -272,7 +274,14 @@ class MilvusIndex:
             if shared:
                 scores["bm25"] = float(sum(sparse[t] * row["sparse"][t] for t in shared))
             hits.append(Hit(row["chunk_id"], float(hit["distance"]), scores))
-        return hits
+        return sorted(hits, key=_local_tie_order)[:k]
+
+
+def _local_tie_order(hit: Hit) -> tuple[float, float, float]:
+    """Equal fused scores in the order the local fusion gives them (retrieval.reciprocal_rank_fusion
+    keeps BM25's ranking first, then dense-only hits by dense rank): higher BM25 score first, then higher
+    dense score. Fused scores are compared to 7 decimals, as the server computes them in float32."""
+    return (-round(hit.score, 7), -hit.scores.get("bm25", -math.inf), -hit.scores.get("dense", -math.inf))
 
 
 def _visible(generation: int) -> str:
