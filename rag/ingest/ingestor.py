@@ -231,26 +231,9 @@ class Ingestor:
         replaced = set(plan.changed) | set(plan.deleted) | (set(to_index) & stored_docs.keys())
         removed_chunk_ids = set(self.store.chunk_ids_of_documents(replaced))
         report.chunks_added, report.chunks_removed = len(new_chunks), len(removed_chunk_ids)
-        pending = None
-        if self.remote is not None:
-            pending = self.remote.write(
-                current,
-                removed_chunk_ids,
-                new_chunks,
-                self.embedder(),
-                rewrite_all=rebuild or compact,
-                reuse_vectors=not rebuild,
-                tell=self._tell if self.on_progress else None,
-                progress=self.progress,
-            )
-            number, report.embedded, report.segments = pending.number, pending.embedded, 0
-            self._tell("saving", 0, 1)
-        else:
-            number = self.generations.next_number(current)
-            next_gen = self._build(base, current, removed_chunk_ids, new_chunks, report, policy)
-            report.segments = len(next_gen.entries)
-            self._tell("saving", 0, 1)
-            self.generations.write_segmented(number, next_gen, self.config.index_time())
+        number, pending = self._write_next(
+            base, current, removed_chunk_ids, new_chunks, report, policy, rebuild
+        )
         changed = set(plan.changed)
         versions = {i: stored_docs[i].version + (i in changed) if i in stored_docs else 1 for i in to_index}
         by_document: dict[str, list[Chunk]] = {i: [] for i in to_index}
@@ -280,6 +263,39 @@ class Ingestor:
         return report
 
     # -- steps ------------------------------------------------------------------------------------
+
+    def _write_next(
+        self,
+        base: Generation | SegmentedGeneration | None,
+        current: int,
+        removed: set[str],
+        new_chunks: list[Chunk],
+        report: IngestReport,
+        policy: MergePolicy,
+        rebuild: bool,
+    ) -> tuple[int, PendingRemote | None]:
+        """Write the next generation where this index keeps its rows, not yet current: a segmented
+        generation in the folder, or rows on the server (then also what to do at and after the commit)."""
+        if self.remote is not None:
+            pending = self.remote.write(
+                current,
+                removed,
+                new_chunks,
+                self.embedder(),
+                rewrite_all=rebuild or isinstance(policy, MergeEverything),  # a rebuild or --compact
+                reuse_vectors=not rebuild,
+                tell=self._tell if self.on_progress else None,
+                progress=self.progress,
+            )
+            report.embedded, report.segments = pending.embedded, 0
+            self._tell("saving", 0, 1)
+            return pending.number, pending
+        number = self.generations.next_number(current)
+        next_gen = self._build(base, current, removed, new_chunks, report, policy)
+        report.segments = len(next_gen.entries)
+        self._tell("saving", 0, 1)
+        self.generations.write_segmented(number, next_gen, self.config.index_time())
+        return number, None
 
     def _chunk(self, documents: list[Document]) -> list[Chunk]:
         chunks: list[Chunk] = []
