@@ -78,7 +78,9 @@ def test_both_backends_rank_alike(server, corpus, tmp_path):
         rag.ingest(corpus, progress=False)
     for mode in ("bm25", "dense", "hybrid"):
         for query in QUERIES:
-            local, milvus = (rag.search(query, k=4, mode=mode) for rag in opened.values())
+            # k=3: beyond it, rows sharing no word with the query tie at a dense score of 0, which the
+            # local index orders by chunk id and Milvus its own way.
+            local, milvus = (rag.search(query, k=3, mode=mode) for rag in opened.values())
             assert [h.chunk_id for h in milvus] == [h.chunk_id for h in local], (mode, query)
             assert [h.score for h in milvus] == pytest.approx([h.score for h in local], abs=1e-5)
             for m, lo in zip(milvus, local, strict=True):
