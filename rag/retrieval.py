@@ -48,6 +48,16 @@ def _ids_of(chunk_ids, rows) -> list[str]:
     return take(rows) if take is not None else [chunk_ids[row] for row in rows]
 
 
+def retrievers(config: RetrievalConfig) -> list[str]:
+    """The retrievers a search runs: the mode's own, or in hybrid mode each one weighted above 0."""
+    return [config.mode] if config.mode != "hybrid" else [n for n, w in config.weights.items() if w > 0]
+
+
+def candidate_depth(config: RetrievalConfig, k: int) -> int:
+    """How many results each retriever gives: k, or in hybrid mode the fusion's depth (at least k)."""
+    return k if config.mode != "hybrid" else max(config.depth, k)
+
+
 def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
     validate_query(query, k)
     remote = getattr(generation, "retrieve", None)  # a generation on a server searches there
@@ -55,8 +65,7 @@ def retrieve(generation: Generation, query: str, k: int, config: RetrievalConfig
         return remote(query, k, config)
     if not generation.chunk_ids:
         return []
-    kinds = [config.mode] if config.mode != "hybrid" else [n for n, w in config.weights.items() if w > 0]
-    depth = k if config.mode != "hybrid" else max(config.depth, k)
+    kinds, depth = retrievers(config), candidate_depth(config, k)
     ranked: dict[str, list[str]] = {}
     scores: dict[str, list[float]] = {}
     for kind in kinds:

@@ -32,7 +32,7 @@ from ragtune.indexes.tokenize import Tokenizer
 from ragtune.rag.backends.bm25_terms import BM25Terms, TermUpdate
 from ragtune.rag.backends.milvus import Hit, MilvusIndex, collection_name, connect, reason
 from ragtune.rag.config import RAGConfig, RetrievalConfig
-from ragtune.rag.retrieval import Retrieved, combine
+from ragtune.rag.retrieval import Retrieved, candidate_depth, combine, retrievers
 from ragtune.rag.store.database import Store
 from ragtune.rag.store.segment_writer import vectors_reusing
 
@@ -127,9 +127,8 @@ class MilvusBackend:
             with self.errors("marking rows removed"):
                 known = index.remove(number, None if rewrite_all else sorted(removed))
         hashes = [text_hash(t) for t in texts]
-        on_embedded = (lambda done, total: tell("embedding", done, total)) if tell else None
         vectors, embedded = vectors_reusing(
-            texts, hashes, known if reuse_vectors else {}, embedder, on_embedded, progress
+            texts, hashes, known if reuse_vectors else {}, embedder, tell, progress
         )
         terms = self.terms.plan(removed_texts, texts, reset=rewrite_all)
         if ids:
@@ -177,8 +176,7 @@ class MilvusGeneration:
         self.backend, self.number, self.embedder = backend, number, embedder
 
     def retrieve(self, query: str, k: int, config: RetrievalConfig) -> list[Retrieved]:
-        weights = config.weights if config.mode == "hybrid" else {config.mode: 1.0}
-        kinds = [kind for kind, weight in weights.items() if weight > 0]
+        kinds = retrievers(config)
         if "tfidf" in kinds:
             raise InputError(
                 "the Milvus backend has no TF-IDF index: search bm25, dense or hybrid "
@@ -188,7 +186,8 @@ class MilvusGeneration:
             return []
         sparse = self.backend.terms.query_vector(query) if "bm25" in kinds else {}
         vector = self.embedder().encode([query], query=True)[0] if "dense" in kinds else None
-        depth = k if config.mode != "hybrid" else max(config.depth, k)
+        depth = candidate_depth(config, k)
+        weights = config.weights
         if config.mode == "hybrid" and len(kinds) == 2 and sparse and weights["bm25"] == weights["dense"]:
             # The server fuses; its RRF has no weights, so it is used only when they are equal (and the
             # scores are scaled by that weight, to match the local fusion's).

@@ -110,8 +110,7 @@ def next_generation(
                     known.setdefault(segment.hashes[row].decode(), np.asarray(segment.vectors[row]))
             entries.append(Entry(len(segment), segment.name, None, deleted))
     hashes = [text_hash(t) for t in new_texts]
-    on_embedded = (lambda done, total: tell("embedding", done, total)) if tell else None
-    vectors, embedded = vectors_reusing(new_texts, hashes, known, embedder, on_embedded, progress)
+    vectors, embedded = vectors_reusing(new_texts, hashes, known, embedder, tell, progress)
     if tell:
         tell("indexing", 0, 1)
     added = vocabulary.count_rows(tokenize(text) for text in new_texts)  # BM25 and TF-IDF share these
@@ -140,16 +139,18 @@ def vectors_reusing(
     hashes: list[str],
     known: dict[str, np.ndarray],
     embedder: Embedder,
-    on_embedded: Callable[[int, int], None] | None,
+    tell: Callable[[str, int, int], None] | None,
     progress: bool,
 ) -> tuple[np.ndarray, int]:
-    """One vector per text: known ones reused, each distinct new text embedded once."""
+    """One vector per text: known ones reused, each distinct new text embedded once; `tell` hears the
+    "embedding" stage's progress."""
     to_embed: dict[str, str] = {}
     for h, text in zip(hashes, texts, strict=True):
         if h not in known:
             to_embed.setdefault(h, text)
     pending = list(to_embed.values())
     if pending:
+        on_embedded = (lambda done, total: tell("embedding", done, total)) if tell else None
         fresh = encode_in_slices(embedder, pending, progress, on_embedded)
         known = {**known, **dict(zip(to_embed, fresh, strict=True))}
     if not texts:
