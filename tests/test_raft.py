@@ -34,6 +34,11 @@ FACTS = {
     "of every chat so that a follow-up question about a chunk reads well.",
 }
 
+# Every sentence of the documents' bodies (headings left out), each ending with its full stop.
+SENTENCES = {
+    s if s.endswith(".") else f"{s}." for t in FACTS.values() for s in t.split("\n\n")[1].split(". ")
+}
+
 
 @pytest.fixture
 def fact_index(tmp_path: Path) -> Path:
@@ -101,7 +106,7 @@ def test_each_prompt_is_the_inference_prompt_of_its_question_and_the_stored_chun
             assert any(" ".join(text.split()) == body for text in FACTS.values())
 
 
-def test_the_target_quotes_the_answer_and_cites_the_passage_of_the_gold_chunk(fact_index, tiny_llm_dir):
+def test_the_target_quotes_the_sentence_holding_the_answer_and_cites_the_gold_chunk(fact_index, tiny_llm_dir):
     records = [r for r in build(fact_index, tiny_llm_dir) if r["raft"]["gold"] is not None]
     assert len(records) >= 8
     with RAG.open(fact_index) as rag, rag.store.transaction():
@@ -110,11 +115,19 @@ def test_the_target_quotes_the_answer_and_cites_the_passage_of_the_gold_chunk(fa
         }
     for record in records:
         n, span = record["raft"]["gold"], record["raft"]["answer"]
-        assert record["messages"][-1] == {"role": "assistant", "content": f"{span} [{n}]"}
         gold_passage = passages_of(record)[n - 1].split("\n", 1)[1]
         assert gold_passage == " ".join(texts[record["raft"]["chunk_id"]].split())
-        assert span in gold_passage
+        quote, cited = record["messages"][-1]["content"].rsplit(" ", 1)
+        assert cited == f"[{n}]"
+        # A whole sentence of the gold chunk, holding the answer the question leaves out.
+        assert quote in gold_passage and span in quote
+        assert quote in SENTENCES
         assert span not in question_of(record)
+
+
+def test_the_target_of_a_fact_quotes_its_sentence():
+    (fact,) = facts("The default chunk size is 1,000 characters.")
+    assert fact.quote == "The default chunk size is 1,000 characters."
 
 
 def test_the_gold_chunk_lands_at_more_than_one_position(fact_index, tiny_llm_dir):
