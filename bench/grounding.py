@@ -9,7 +9,7 @@ it retrieves as `rag.ask` does and lists the passages' sentences with their RANK
 1. fits the ranking weights (a softmax over each question's sentences, towards those whose quoted answer
    holds the gold), reporting 5-fold cross-validated accuracy beside BM25 alone;
 2. fits a logistic model of "the top sentence is correct" on ABSTAIN_FEATURES, and the threshold that
-   maximises accuracy minus hallucination.
+   maximises accuracy minus hallucination, reporting both fitted together, cross-validated.
 Only --split dev fits; the test split is read only to report, and `ragtune eval SUITE --split test`
 measures the modes end to end.
 """
@@ -21,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from ragtune.eval.metrics import contains_gold  # noqa: E402
 from ragtune.eval.suite import load_suite  # noqa: E402
 from ragtune.eval.workspace import sync_folder  # noqa: E402
 from ragtune.rag.generation.answer import AnswerConfig, fit_passages, relevant  # noqa: E402
-from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, features, quoted  # noqa: E402
+from ragtune.rag.generation.grounded import CALIBRATION_FILE, Calibration, coverage, features, quoted  # noqa: E402
 from ragtune.rag.generation.grounding.candidates import RANK_FEATURES, feature_weights, rank_sentences  # noqa: E402
 
 FOLDS = 5
@@ -41,7 +42,7 @@ FOLDS = 5
 
 def rows_for(suite_name: str, split: str, count_tokens, work: Path) -> list[dict]:
     """One row per question and phase of `split`: the retrieval score, and each candidate sentence's
-    features and whether its quoted answer holds the gold."""
+    features, whether its quoted answer holds the gold, and its `coverage` of the question."""
     from ragtune.rag.api import RAG
 
     suite = load_suite(suite_name)
@@ -68,6 +69,10 @@ def rows_for(suite_name: str, split: str, count_tokens, work: Path) -> list[dict
                     )
                     row["sentences"] = [
                         (s.features, bool(golds) and contains_gold(quoted(s.support), golds)) for s in ranked
+                    ]
+                    row["coverage"] = [
+                        coverage(q.question, passages[s.n - 1], passages[s.n - 1][s.start : s.end])
+                        for s in ranked
                     ]
                 rows.append(row)
     return rows
@@ -101,13 +106,20 @@ def top(row: dict, weights: np.ndarray) -> tuple[int, bool] | None:
     return best, bool(y[best])
 
 
+def fold_of(row: dict) -> int:
+    """The cross-validation fold of a row: by question, so that a question's phases (often the same
+    sentence) never stand on both sides of a fold."""
+    suite, _phase, question = row["id"].split("/", 2)
+    return zlib.crc32(f"{suite}/{question}".encode()) % FOLDS
+
+
 def cross_validated(rows: list[dict]) -> float:
     """Accuracy of the top sentence, each fold ranked with weights fitted on the other folds."""
     answerable = [r for r in rows if r["answerable"]]
     correct = 0
     for fold in range(FOLDS):
-        weights = fit_ranking([r for i, r in enumerate(answerable) if i % FOLDS != fold])
-        picked = [top(r, weights) for i, r in enumerate(answerable) if i % FOLDS == fold]
+        weights = fit_ranking([r for r in answerable if fold_of(r) != fold])
+        picked = [top(r, weights) for r in answerable if fold_of(r) == fold]
         correct += sum(bool(p and p[1]) for p in picked)
     return correct / max(len(answerable), 1)
 
@@ -118,7 +130,8 @@ def abstain_features(row: dict, weights: np.ndarray) -> tuple[float, ...]:
     scores = x @ weights
     order = np.argsort(-scores)
     runner_up = float(scores[order[1]]) if len(order) > 1 else None
-    return features(row["retrieval"], tuple(x[order[0]]), float(scores[order[0]]), runner_up)
+    best = int(order[0])
+    return features(row["retrieval"], tuple(x[best]), float(scores[best]), runner_up, row["coverage"][best])
 
 
 def fit_logistic(
@@ -137,10 +150,16 @@ def fit_logistic(
 
 def outcome(rows: list[dict], calibration: Calibration, abstain: bool) -> dict[str, float]:
     """Accuracy, hallucination, abstention and false abstention of the extractive answer on `rows`."""
-    weights = np.array(calibration.rank_weights)
+    return outcome_of([(r, calibration) for r in rows], abstain)
+
+
+def outcome_of(decided: list[tuple[dict, Calibration]], abstain: bool) -> dict[str, float]:
+    """`outcome` of rows each answered under its own calibration (a cross-validation fold's)."""
     correct = wrong = refused_ok = refused_bad = 0
+    rows = [r for r, _c in decided]
     answerable = sum(r["answerable"] for r in rows)
-    for r in rows:
+    for r, calibration in decided:
+        weights = np.array(calibration.rank_weights)
         picked = top(r, weights)
         answers = picked is not None
         if answers and abstain:
@@ -159,6 +178,16 @@ def outcome(rows: list[dict], calibration: Calibration, abstain: bool) -> dict[s
         "abstention": round(refused_ok / max(n - answerable, 1), 3),
         "false_abstention": round(refused_bad / max(answerable, 1), 3),
     }
+
+
+def cross_validated_decision(rows: list[dict]) -> dict[str, float]:
+    """`outcome` with abstention, each fold answered under a calibration (ranking, abstention weights
+    and threshold) fitted on the other folds."""
+    decided = []
+    for fold in range(FOLDS):
+        calibration = fit([r for r in rows if fold_of(r) != fold], [])
+        decided += [(r, calibration) for r in rows if fold_of(r) == fold]
+    return outcome_of(decided, abstain=True)
 
 
 def fit(rows: list[dict], suites: list[str]) -> Calibration:
@@ -219,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  top sentence by {name}: accuracy {outcome(rows, Calibration(weights), False)['accuracy']}")
     if args.split == "dev":
         print(f"  fitted ranking, {FOLDS}-fold cross-validated: accuracy {cross_validated(rows):.3f}")
+        print(f"  with abstention, {FOLDS}-fold cross-validated:", cross_validated_decision(rows))
         calibration = fit(rows, used)
     else:
         calibration = Calibration.load()

@@ -75,13 +75,34 @@ def test_an_unrelated_passage_gives_no_candidate_and_an_abstention():
     assert result.reason == "no passage sentence shares a word with the question"
 
 
+def abstain_weights(**named: float) -> tuple[float, ...]:
+    return tuple(named.get(name, 0.0) for name in grounded.ABSTAIN_FEATURES)
+
+
 def test_calibrated_abstention_declines_a_weak_best_sentence():
     # Confidence grows with the retrieval score only: a weak retrieval score is declined.
-    calibration = Calibration(weights=(10.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
+    calibration = Calibration(weights=abstain_weights(retrieval=10.0), bias=-5.0, threshold=0.5)
     weak = extract(calibration=calibration, retrieval=0.2, abstain=True)
     strong = extract(calibration=calibration, retrieval=0.8, abstain=True)
     assert weak.refused and "not a confident answer" in weak.reason and weak.confidence < 0.5
     assert not strong.refused and strong.supports[0].span == "8081"
+
+
+def test_coverage_is_the_share_of_question_words_in_the_passage_and_in_the_sentence():
+    # The question's content words: port, llama, server, listen.
+    assert grounded.coverage(QUESTION, PASSAGES[1], "The llama-server listens.") == (1.0, 0.75)
+    assert grounded.coverage(QUESTION, PASSAGES[0], PASSAGES[0]) == (0.0, 0.0)
+
+
+def test_abstention_declines_a_passage_that_never_names_what_is_asked():
+    # "licence" is nowhere in the passages: the topic words match, the thing asked for does not.
+    calibration = Calibration(weights=abstain_weights(passage_coverage=20.0), bias=-15.0, threshold=0.5)
+    asked_elsewhere = extract(
+        question="Which licence does the llama-server use?", calibration=calibration, abstain=True
+    )
+    answered = extract(calibration=calibration, abstain=True)
+    assert asked_elsewhere.refused and asked_elsewhere.confidence < 0.5
+    assert not answered.refused and answered.citations == [2]
 
 
 def test_the_shipped_calibration_abstains_on_an_off_topic_passage():

@@ -60,6 +60,16 @@ def test_sentences_join_lines_a_pdf_wrapped_mid_sentence() -> None:
     ]
 
 
+def test_a_setext_heading_is_a_unit_of_its_own_and_its_underline_none() -> None:
+    text = "HERON TROUBLESHOOTING\n=====================\nMaintained by the on-call engineer.\n\nSummary\n-------\nGoal: a LoRA adapter"
+    assert texts(text) == [
+        "HERON TROUBLESHOOTING",
+        "Maintained by the on-call engineer.",
+        "Summary",
+        "Goal: a LoRA adapter",
+    ]
+
+
 def test_sentence_offsets_point_into_the_text() -> None:
     text = "  First one.  Second one!\n\nThird"
     assert [text[a:b] for a, b in sentences(text)] == ["First one.", "Second one!", "Third"]
@@ -110,6 +120,19 @@ def test_a_span_repeating_the_question_is_not_a_candidate() -> None:
     found = {c.text for c in spans_of_sentence("How long does a full rebuild of 21,000 chunks take?", 3, 1)}
     assert "6 minutes" in found
     assert "21,000 chunks" not in found and "21,000" not in found
+
+
+def test_a_value_partly_named_by_the_question_is_kept_whole() -> None:
+    passage = 'A DHCP client is set up by creating "/etc/systemd/network/dhcp.network".'
+    question = "Which file configures a DHCP client with systemd-networkd?"
+    found = [(c.text, c.kind) for c in spans_in(question, passage, 1, 0, len(passage))]
+    assert ("/etc/systemd/network/dhcp.network", "value") in found
+
+
+def test_a_value_the_question_names_whole_is_not_a_candidate() -> None:
+    passage = "The heron-7b-docs adapter was trained on `heron-7b-docs` pairs from the wiki."
+    question = "What was the heron-7b-docs adapter trained on?"
+    assert all("heron-7b-docs" not in c.text for c in spans_in(question, passage, 1, 0, len(passage)))
 
 
 def test_no_sentence_is_ranked_when_no_passage_shares_a_word_with_the_question() -> None:

@@ -27,14 +27,17 @@ from ragtune.rag.generation.grounding.candidates import (
     feature_weights,
     rank_sentences,
 )
+from ragtune.rag.generation.grounding.spans import content_stems
 from ragtune.rag.generation.grounding.verify import Support, citations, verify
 
 MODES = ("auto", "free", "extractive", "constrained", "grounded")
 # Below this size a model's own wording is not trusted by default (SmolLM2-135M invents figures).
 SMALL_MODEL = 1_000_000_000
 CALIBRATION_FILE = Path(__file__).resolve().parent / "grounding" / "calibration.json"
-# What the abstention decision sees of the best sentence (and of the retrieval that found it).
-ABSTAIN_FEATURES = ("retrieval", "score", "similarity", "margin")
+# What the abstention decision sees of the best sentence (and of the retrieval that found it), and how
+# much of the question its passage and the sentence itself mention: an unanswerable question usually
+# asks about something the passages never name, while sharing its topic words with them.
+ABSTAIN_FEATURES = ("retrieval", "score", "similarity", "margin", "passage_coverage", "sentence_coverage")
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,27 @@ def checked(text: str, passages: list[str], refused: bool, refusal_reason: str) 
     return Grounded(text, cited, False, verification.reason, verification.verified, verification.supports)
 
 
+def coverage(question: str, passage: str, sentence: str) -> tuple[float, float]:
+    """The share of the question's content words (stems) that `passage` holds, and that `sentence` does."""
+    asked = set(content_stems(question))
+    if not asked:
+        return 0.0, 0.0
+    in_passage, in_sentence = asked & set(content_stems(passage)), asked & set(content_stems(sentence))
+    return len(in_passage) / len(asked), len(in_sentence) / len(asked)
+
+
 def features(
-    retrieval: float, best_features: tuple[float, ...], best_score: float, next_score: float | None
+    retrieval: float,
+    best_features: tuple[float, ...],
+    best_score: float,
+    next_score: float | None,
+    covered: tuple[float, float],
 ) -> tuple[float, ...]:
-    """ABSTAIN_FEATURES of a ranking: the best sentence's RANK_FEATURES and score, and the runner-up's
-    score (None when the best sentence is the only one: its margin is then its whole score)."""
+    """ABSTAIN_FEATURES of a ranking: the best sentence's RANK_FEATURES and score, the runner-up's score
+    (None when the best sentence is the only one: its margin is then its whole score), and `coverage`
+    of the question by the best sentence's passage and by the sentence."""
     margin = best_score - next_score if next_score is not None else best_score
-    return (retrieval, best_score, best_features[RANK_FEATURES.index("similarity")], margin)
+    return (retrieval, best_score, best_features[RANK_FEATURES.index("similarity")], margin, *covered)
 
 
 MAX_ANSWER_CHARS = 240
@@ -172,8 +189,10 @@ def extractive(
     if not ranked:
         return Grounded(refusal, [], True, "no passage sentence shares a word with the question", False)
     best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+    passage = passages[best.n - 1]
+    covered = coverage(question, passage, passage[best.start : best.end])
     confidence = calibration.confidence(
-        features(retrieval, best.features, best.score, runner_up.score if runner_up else None)
+        features(retrieval, best.features, best.score, runner_up.score if runner_up else None, covered)
     )
     if abstain and confidence < calibration.threshold:
         reason = (

@@ -125,6 +125,7 @@ _LINE_END = re.compile(r"[.!?:;][\"'”’)\]]*\s*$")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[*•\-]?[A-Z0-9])")
 _BULLET = re.compile(r"[-*•–>#]+\s+|\d{1,2}[.)]\s+")
 _MAX_JOINED_LINES = 12
+_UNDERLINE = re.compile(r"\s*(?:={3,}|-{3,})\s*$")
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
@@ -144,7 +145,8 @@ def _blocks(text: str) -> list[tuple[int, int]]:
     joined = 0
     for a, b in _lines(text):
         line = text[a:b]
-        if not line.strip():
+        if not line.strip() or _UNDERLINE.match(line):
+            # A blank line ends a block; so does a setext underline, leaving its heading a unit of its own.
             if start is not None:
                 blocks.append((start, end))
             start = None
