@@ -92,7 +92,9 @@ def print_status(status: dict[str, Any]) -> None:
     chunking = status["chunking"]
     print(f"chunking:    {chunking['chunk_size']} characters, {chunking['chunk_overlap']} overlap")
     if status.get("backend") == "milvus":
-        print(f"backend:     Milvus at {printable(status['milvus_uri'])}, collection {status['milvus_collection']}")
+        print(
+            f"backend:     Milvus at {printable(status['milvus_uri'])}, collection {status['milvus_collection']}"
+        )
     verified = status.get("verified")
     if verified is not None:
         print(f"verified:    {_verified(verified)}")
