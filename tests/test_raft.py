@@ -130,6 +130,15 @@ def test_the_target_of_a_fact_quotes_its_sentence():
     assert fact.quote == "The default chunk size is 1,000 characters."
 
 
+def test_the_target_of_a_fact_in_a_long_sentence_quotes_only_its_clause():
+    (fact,) = facts(
+        "Our retrieval service runs on a shared machine in the basement of the old office building next to "
+        "the kitchen; the default port of the server is 8080 for every team that uses it today."
+    )
+    assert fact.answer == "8080"
+    assert fact.quote == "the default port of the server is 8080 for every team that uses it today."
+
+
 def test_the_gold_chunk_lands_at_more_than_one_position(fact_index, tiny_llm_dir):
     golds = {r["raft"]["gold"] for r in build(fact_index, tiny_llm_dir) if r["raft"]["gold"]}
     assert len(golds) >= 2
