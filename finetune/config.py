@@ -76,7 +76,7 @@ class FinetuneConfig:
         metadata={
             "help": "With --from-store: train on RAFT examples instead of raw chunks: questions generated "
             "from the index's chunks, each asked with its gold chunk among retrieved distractors, the "
-            "target quoting the answer with its [n] (written to OUT/raft.jsonl first)."
+            "target quoting the sentence that holds the answer, with its [n] (written to OUT/raft.jsonl first)."
         },
     )
     raft_no_gold_fraction: float = field(
