@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit", reason="the UI tests need the ui extra (the README's set-up installs it)")
+# Imported, not importorskip'd: the README's set-up installs the ui extra, so a missing streamlit is a
+# broken install and must fail here rather than skip.
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
-import streamlit as st  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from ragtune import RAG, RAGConfig  # noqa: E402
-from ragtune.indexes.embedding import EmbeddingConfig  # noqa: E402
-from ragtune.ui.settings import UISettings  # noqa: E402
-from tests.test_eval_run import tiny_config, tiny_suite_run  # noqa: E402
+from ragtune import RAG, RAGConfig
+from ragtune.indexes.embedding import EmbeddingConfig
+from ragtune.ui.settings import UISettings
+from tests.test_eval_run import tiny_config, tiny_suite_run
 
 TIMEOUT = 120  # the first run of a test loads the tiny models
 
